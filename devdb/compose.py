@@ -1,0 +1,218 @@
+"""The one place that spells a Compose command, and the parsing of what Compose answers.
+
+`Compose` builds `docker compose --project-directory ROOT -f FILE -p PROJECT ...` (or the
+standalone `docker-compose` when it is v2), runs it with the resolved settings in its
+environment, and raises CommandFailed / DockerUnavailable / PortInUse carrying the command,
+its exit code and its (password-masked) output.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from devdb.errors import CommandFailed, DockerUnavailable, PortInUse
+from devdb.settings import SERVICE, Settings
+
+# Where the Docker CLI looks for the compose plugin (docs: "Install the plugin manually").
+_PLUGIN_DIRS = (
+    "~/.docker/cli-plugins",
+    "/usr/local/lib/docker/cli-plugins",
+    "/usr/local/libexec/docker/cli-plugins",
+    "/usr/lib/docker/cli-plugins",
+    "/usr/libexec/docker/cli-plugins",
+)
+_DAEMON_DOWN_MARKERS = ("Cannot connect to the Docker daemon", "error during connect")
+_PORT_TAKEN_MARKERS = ("port is already allocated", "address already in use")
+INSTALL_DOCKER_HINT = "install Docker Engine >= 20.10 with the Compose v2 plugin, then run inv check-docker"
+START_DAEMON_HINT = "start Docker (Docker Desktop, or `sudo systemctl start docker`), then retry"
+
+
+def _plugin_installed() -> bool:
+    return any(Path(d).expanduser().joinpath("docker-compose").is_file() for d in _PLUGIN_DIRS)
+
+
+def _plugin_answers() -> bool:
+    try:
+        probe = subprocess.run(
+            ["docker", "compose", "version"], capture_output=True, text=True, check=False
+        )
+    except FileNotFoundError:
+        return False
+    return probe.returncode == 0
+
+
+def _standalone_version() -> str | None:
+    if not shutil.which("docker-compose"):
+        return None
+    probe = subprocess.run(
+        ["docker-compose", "version", "--short"], capture_output=True, text=True, check=False
+    )
+    return probe.stdout.strip().lstrip("v") if probe.returncode == 0 else None
+
+
+@lru_cache(maxsize=1)
+def compose_base() -> tuple[str, ...]:
+    """`docker compose` when the plugin exists, else a v2 standalone `docker-compose`."""
+    # The file check costs microseconds; `docker compose version` only runs when it fails.
+    if (shutil.which("docker") and _plugin_installed()) or _plugin_answers():
+        return ("docker", "compose")
+    version = _standalone_version()
+    if version is None:
+        raise DockerUnavailable(f"Docker Compose v2 was not found; {INSTALL_DOCKER_HINT}.")
+    if version.split(".")[0] in ("0", "1"):
+        raise DockerUnavailable(
+            f"docker-compose {version} is Compose v1, which is not supported; "
+            "install the Compose v2 plugin (`docker compose`)."
+        )
+    return ("docker-compose",)
+
+
+@dataclass(frozen=True)
+class ContainerState:
+    """One container as `docker compose ps --format json` reports it."""
+
+    name: str
+    state: str  # running, exited, restarting, created, paused, dead, removing
+    health: str  # healthy, unhealthy, starting, or "" without a healthcheck
+    exit_code: int
+    status: str
+    published_ports: tuple[int, ...]
+
+    @property
+    def running(self) -> bool:
+        return self.state == "running"
+
+
+def parse_ps_output(text: str) -> list[ContainerState]:
+    """Parse `ps --format json`: a JSON array before Compose 2.21, JSON lines from then on."""
+    text = text.strip()
+    if not text:
+        return []
+    if text.startswith("["):
+        rows = json.loads(text)
+    else:
+        rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+    return [_container_state(row) for row in rows]
+
+
+def _container_state(row: dict) -> ContainerState:
+    publishers = row.get("Publishers") or []
+    return ContainerState(
+        name=row.get("Name", ""),
+        state=str(row.get("State", "")).lower(),
+        health=str(row.get("Health", "")).lower(),
+        exit_code=int(row.get("ExitCode") or 0),
+        status=row.get("Status", ""),
+        published_ports=tuple(p["PublishedPort"] for p in publishers if p.get("PublishedPort")),
+    )
+
+
+@dataclass(frozen=True)
+class Compose:
+    """Runs Compose commands for one project, with the settings in the environment."""
+
+    settings: Settings
+
+    def argv(self, *args: str) -> list[str]:
+        s = self.settings
+        files = ["--project-directory", str(s.root), "-f", str(s.compose_file), "-p", s.project]
+        if s.env_file.is_file():
+            files += ["--env-file", str(s.env_file)]
+        return [*compose_base(), *files, *args]
+
+    def environment(self) -> dict[str, str]:
+        return {**os.environ, **self.settings.compose_environment()}
+
+    def run(self, *args: str, timeout: float | None = None) -> str:
+        """Run and return stdout; raise a DevDbError with the output on failure."""
+        argv = self.argv(*args)
+        try:
+            done = subprocess.run(
+                argv,
+                capture_output=True,
+                text=True,
+                env=self.environment(),
+                timeout=timeout,
+                check=False,
+            )
+        except FileNotFoundError:
+            raise DockerUnavailable(f"`{argv[0]}` was not found; {INSTALL_DOCKER_HINT}.") from None
+        if done.returncode != 0:
+            raise self.failure(argv, done.returncode, done.stdout + done.stderr)
+        return done.stdout
+
+    def start(self, *args: str) -> subprocess.Popen[str]:
+        """Start a command without waiting (stdout and stderr captured together)."""
+        argv = self.argv(*args)
+        try:
+            return subprocess.Popen(
+                argv,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                env=self.environment(),
+            )
+        except FileNotFoundError:
+            raise DockerUnavailable(f"`{argv[0]}` was not found; {INSTALL_DOCKER_HINT}.") from None
+
+    def finish(self, process: subprocess.Popen[str]) -> str:
+        """Wait for a command from `start`; raise like `run` on failure."""
+        output, _ = process.communicate()
+        if process.returncode != 0:
+            raise self.failure(list(map(str, process.args)), process.returncode, output)
+        return output
+
+    def interactive(self, *args: str) -> int:
+        """Run with the user's terminal attached; return the exit code."""
+        argv = self.argv(*args)
+        try:
+            return subprocess.run(argv, env=self.environment(), check=False).returncode
+        except FileNotFoundError:
+            raise DockerUnavailable(f"`{argv[0]}` was not found; {INSTALL_DOCKER_HINT}.") from None
+
+    def failure(self, argv: list[str], returncode: int, output: str) -> Exception:
+        """The error for a failed command: daemon down, port taken, or the generic one."""
+        output = self.settings.mask(output)
+        if any(marker in output for marker in _DAEMON_DOWN_MARKERS):
+            return DockerUnavailable(f"the Docker daemon does not answer; {START_DAEMON_HINT}.")
+        if any(marker in output for marker in _PORT_TAKEN_MARKERS):
+            s = self.settings
+            return PortInUse(
+                f"port {s.bind}:{s.port} is already in use; stop what holds it "
+                f"or set POSTGRES_PORT to a free port in .env (inv doctor names the holder)."
+            )
+        return CommandFailed(argv, returncode, output)
+
+    # Queries -----------------------------------------------------------------------------
+
+    def containers(self) -> list[ContainerState]:
+        """This project's postgres containers, stopped ones included."""
+        return parse_ps_output(self.run("ps", "--all", "--format", "json", SERVICE))
+
+    def container(self) -> ContainerState | None:
+        found = self.containers()
+        return found[0] if found else None
+
+    def log_tail(self, lines: int = 30) -> str:
+        return self.settings.mask(self.run("logs", "--no-color", "--tail", str(lines), SERVICE))
+
+
+def docker(*args: str, timeout: float | None = 60) -> str:
+    """Run a plain `docker` command (volumes, other containers) and return its stdout."""
+    argv = ["docker", *args]
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=timeout)
+    except FileNotFoundError:
+        raise DockerUnavailable(f"`docker` was not found; {INSTALL_DOCKER_HINT}.") from None
+    if done.returncode != 0:
+        output = done.stdout + done.stderr
+        if any(marker in output for marker in _DAEMON_DOWN_MARKERS):
+            raise DockerUnavailable(f"the Docker daemon does not answer; {START_DAEMON_HINT}.")
+        raise CommandFailed(argv, done.returncode, output)
+    return done.stdout

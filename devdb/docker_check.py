@@ -1,0 +1,83 @@
+"""Is Docker usable? Client and engine >= 20.10, Compose >= 2.0, daemon reachable."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from dataclasses import dataclass
+
+from devdb.compose import INSTALL_DOCKER_HINT, START_DAEMON_HINT, compose_base
+from devdb.errors import DevDbError
+
+MIN_DOCKER = (20, 10)
+MIN_COMPOSE = (2, 0)
+OK, WARNING, PROBLEM = "ok", "warning", "problem"
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One line of a check report: what was looked at, what was found, and the fix."""
+
+    name: str
+    status: str  # ok, warning, problem
+    detail: str
+    fix: str = ""
+
+
+def version_tuple(text: str) -> tuple[int, ...]:
+    """(20, 10, 24) from '20.10.24+dfsg1' or 'v2.40.3'; () when there is no number."""
+    match = re.match(r"v?(\d+(?:\.\d+)*)", text.strip())
+    return tuple(int(part) for part in match.group(1).split(".")) if match else ()
+
+
+def _run(argv: list[str]) -> tuple[int, str, str]:
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=30)
+    except FileNotFoundError:
+        return 127, "", f"{argv[0]}: not found"
+    except subprocess.TimeoutExpired:
+        return 124, "", f"{' '.join(argv)}: no answer within 30 s"
+    return done.returncode, done.stdout, done.stderr
+
+
+def _versioned(name: str, version: str, minimum: tuple[int, int], fix: str) -> Finding:
+    if version_tuple(version) >= minimum:
+        return Finding(name, OK, version)
+    wanted = ".".join(map(str, minimum))
+    return Finding(name, PROBLEM, f"{version} (need >= {wanted})", fix)
+
+
+def docker_findings() -> list[Finding]:
+    """Docker CLI, engine and Compose, each with its version or the reason it is missing."""
+    code, out, err = _run(["docker", "version", "--format", "{{json .}}"])
+    if code == 127:
+        return [Finding("Docker CLI", PROBLEM, "not found", INSTALL_DOCKER_HINT)]
+    info = {}
+    for line in out.splitlines():
+        if line.startswith("{"):
+            info = json.loads(line)
+    client = (info.get("Client") or {}).get("Version", "unknown")
+    server = (info.get("Server") or {}) if info else {}
+    findings = [_versioned("Docker CLI", client, MIN_DOCKER, INSTALL_DOCKER_HINT)]
+    if server:
+        findings.append(
+            _versioned("Docker engine", server.get("Version", "unknown"), MIN_DOCKER, INSTALL_DOCKER_HINT)
+        )
+    else:
+        detail = err.strip().splitlines()[0] if err.strip() else "no answer"
+        findings.append(Finding("Docker engine", PROBLEM, detail, START_DAEMON_HINT))
+    findings.append(compose_finding())
+    return findings
+
+
+def compose_finding() -> Finding:
+    try:
+        base = compose_base()
+    except DevDbError as exc:
+        return Finding("Docker Compose", PROBLEM, str(exc), INSTALL_DOCKER_HINT)
+    code, out, err = _run([*base, "version", "--short"])
+    if code != 0:
+        return Finding("Docker Compose", PROBLEM, (err or out).strip(), INSTALL_DOCKER_HINT)
+    label = "Docker Compose" + (" (standalone)" if base == ("docker-compose",) else "")
+    return _versioned(label, out.strip(), MIN_COMPOSE, INSTALL_DOCKER_HINT)

@@ -1,0 +1,291 @@
+"""The operations behind the tasks: up, down, status, logs, shell, url, persistence, reset."""
+
+from __future__ import annotations
+
+import secrets
+import socket
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from devdb import render
+from devdb.compose import Compose, ContainerState
+from devdb.errors import ConfigError, DevDbError, DockerUnavailable, NotReady, PortInUse
+from devdb.readiness import Ready, Transient, WaitForLogin, login_probe
+from devdb.settings import SERVICE, Settings
+
+LOG_TAIL_LINES = 30
+MARKER_PREFIX = "devdb_persistence_"
+
+
+# Pre-flight -------------------------------------------------------------------------------
+
+
+def port_is_free(host: str, port: int) -> bool:
+    """Can this port be bound on `host`? (A listening socket makes bind fail.)"""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        # Ignore sockets left in TIME_WAIT; a listener still makes bind fail.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def ensure_port_available(compose: Compose) -> None:
+    """Fail fast (PortInUse) when the host port is held by anything but our own container."""
+    s = compose.settings
+    if port_is_free(s.bind, s.port):
+        return
+    ours = compose.container()
+    if ours and ours.running and s.port in ours.published_ports:
+        return
+    raise PortInUse(f"port {s.bind}:{s.port} is already in use by {port_holder(s.port)}; "
+                    f"stop it, or set POSTGRES_PORT to a free port such as {free_port(s.bind)} in .env.")
+
+
+def port_holder(port: int) -> str:
+    """A container publishing `port`, by name, or 'another program'."""
+    from devdb.compose import docker
+
+    try:
+        names = docker("ps", "--filter", f"publish={port}", "--format", "{{.Names}}").split()
+    except DevDbError:
+        names = []
+    return f"the container {names[0]}" if names else "another program"
+
+
+def free_port(host: str) -> int:
+    """A port the kernel says is free now on `host`."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+# Container state ---------------------------------------------------------------------------
+
+
+def container_check(compose: Compose) -> Callable[[], None]:
+    """A check for the wait loop: raise NotReady at once if the container died or loops."""
+
+    def check() -> None:
+        state = compose.container()
+        if state is None:
+            raise NotReady("the postgres container is gone (removed while waiting); run inv db-up again.")
+        if state.state in ("exited", "dead") or state.state == "restarting":
+            raise NotReady(dead_container_message(compose, state))
+
+    return check
+
+
+def dead_container_message(compose: Compose, state: ContainerState) -> str:
+    what = (
+        f"is in a restart loop ({state.status})"
+        if state.state == "restarting"
+        else f"exited with code {state.exit_code}"
+    )
+    try:
+        tail = compose.log_tail(LOG_TAIL_LINES).rstrip()
+    except DevDbError:
+        tail = "(no log)"
+    return f"the container {state.name} {what}; its last log lines:\n{tail}\nFix the cause above, then run inv db-up again."
+
+
+def wait_ready(compose: Compose, timeout: float, console: render.Console) -> Ready:
+    """Wait until the configured user logs in (see readiness.py)."""
+
+    def show(elapsed: float, reason: str) -> None:
+        console.progress(f"waiting for PostgreSQL to accept logins... {elapsed:4.1f} s ({reason})")
+
+    try:
+        return WaitForLogin(
+            probe=login_probe(compose.settings),
+            check_container=container_check(compose),
+            timeout=timeout,
+            on_progress=show,
+        )()
+    finally:
+        console.clear_progress()
+
+
+# Tasks ------------------------------------------------------------------------------------
+
+
+def check_docker(console: render.Console) -> None:
+    from devdb.docker_check import PROBLEM, docker_findings
+
+    findings = docker_findings()
+    console.line(render.findings_table(findings))
+    problems = [f for f in findings if f.status == PROBLEM]
+    if problems:
+        raise DockerUnavailable(f"{problems[0].name}: {problems[0].detail}; {problems[0].fix}.")
+
+
+def up(settings: Settings, timeout: float, console: render.Console) -> Ready:
+    """Start the service (a no-op when it runs) and wait until it accepts logins."""
+    started = time.monotonic()
+    compose = Compose(settings)
+    ensure_port_available(compose)
+    console.progress("starting PostgreSQL...")
+    process = compose.start("up", "--detach", SERVICE)
+    # Import the database client while Compose works: it is needed right after.
+    import psycopg  # noqa: F401
+    import tenacity  # noqa: F401
+
+    compose.finish(process)
+    ready = wait_ready(compose, timeout, console)
+    total = time.monotonic() - started
+    console.line(render.up_summary(settings, ready.server_version, total))
+    return ready
+
+
+def down(settings: Settings, console: render.Console) -> None:
+    Compose(settings).run("down")
+    console.line(
+        f"Stopped and removed {settings.container_name}; the data is kept in the volume "
+        f"{settings.volume_name} (inv db-up brings it back)."
+    )
+
+
+def status(settings: Settings) -> dict:
+    """State, health and a real login, as one dict (the keys of `db-status --json`)."""
+    compose = Compose(settings)
+    state = compose.container()
+    result = {
+        "state": state.state if state else "absent",
+        "health": state.health if state else "",
+        "ready": False,
+        "server_version": None,
+        "host": settings.connect_host,
+        "port": settings.port,
+        "user": settings.user,
+        "database": settings.database,
+        "volume": settings.volume_name,
+        "image": settings.image,
+    }
+    if state and state.running:
+        try:
+            result["server_version"] = login_probe(settings)()
+            result["ready"] = True
+        except (Transient, DevDbError) as exc:
+            result["detail"] = settings.mask(str(exc))
+    return result
+
+
+def logs(settings: Settings, follow: bool, tail: str | None) -> int:
+    args = ["logs", "--no-color"]
+    if follow:
+        args.append("--follow")
+    if tail is not None:
+        if not (str(tail).isdigit() or tail == "all"):
+            raise ConfigError(f"--tail={tail!r} is not a number of lines; try --tail 50 or --tail all.")
+        args += ["--tail", str(tail)]
+    return Compose(settings).interactive(*args, SERVICE)
+
+
+def shell(settings: Settings, command: str | None) -> int:
+    """psql inside the container; returns psql's exit code."""
+    compose = Compose(settings)
+    state = compose.container()
+    if not (state and state.running):
+        raise NotReady("the database is not running; start it with inv db-up.")
+    psql = ["psql", "-v", "ON_ERROR_STOP=1", "-U", settings.user, "-d", settings.database]
+    if command is not None:
+        psql += ["-c", command]
+    # -T (no pseudo-terminal) unless a person is typing: scripts and pipes keep psql's status.
+    tty = [] if (command is None and sys.stdin.isatty() and sys.stdout.isatty()) else ["-T"]
+    return compose.interactive("exec", *tty, SERVICE, *psql)
+
+
+def url(settings: Settings, url_format: str, in_compose: bool) -> str:
+    from devdb.urls import database_url
+
+    return database_url(settings, url_format, in_compose)
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    seconds: float
+
+
+def persistence_test(settings: Settings, timeout: float, console: render.Console) -> list[Step]:
+    """Marker row -> down (never -v) -> up -> verify -> drop the marker. Raise if it is lost."""
+    import psycopg
+    from psycopg import sql
+
+    compose = Compose(settings)
+    table = sql.Identifier(MARKER_PREFIX + secrets.token_hex(6))
+    token = secrets.token_hex(16)
+    steps: list[Step] = []
+
+    def step(name: str, action: Callable[[], object]) -> object:
+        started = time.monotonic()
+        result = action()
+        steps.append(Step(name, time.monotonic() - started))
+        console.line(f"  {name:<34} {steps[-1].seconds:6.2f} s")
+        return result
+
+    def connect() -> psycopg.Connection:
+        s = settings
+        return psycopg.connect(
+            host=s.connect_host, port=s.port, user=s.user, password=s.password,
+            dbname=s.database, autocommit=True, sslmode="disable", gssencmode="disable",
+        )
+
+    def write_marker() -> None:
+        with connect() as conn:
+            conn.execute(sql.SQL("CREATE TABLE {} (token text NOT NULL)").format(table))
+            conn.execute(sql.SQL("INSERT INTO {} VALUES (%s)").format(table), [token])
+
+    def read_marker() -> list:
+        with connect() as conn:
+            return conn.execute(sql.SQL("SELECT token FROM {}").format(table)).fetchall()
+
+    def drop_marker() -> None:
+        with connect() as conn:
+            conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(table))
+
+    console.line(f"Persistence test on volume {settings.volume_name}:")
+    try:
+        login_probe(settings)()
+    except Transient:
+        step("start the database", lambda: compose.run("up", "--detach", SERVICE))
+        step("wait until ready", lambda: wait_ready(compose, timeout, console))
+    written = False
+    try:
+        step("create marker table and row", write_marker)
+        written = True
+        step("docker compose down (keeps volume)", lambda: compose.run("down"))
+        step("docker compose up -d", lambda: compose.run("up", "--detach", SERVICE))
+        step("wait until ready", lambda: wait_ready(compose, timeout, console))
+        rows = step("read the marker row", read_marker)
+    finally:
+        if written:
+            try:
+                step("drop the marker table", drop_marker)
+            except psycopg.Error as exc:
+                console.note(f"could not drop the marker table {table.as_string()}: {exc}")
+    if rows != [(token,)]:
+        raise DevDbError(f"the marker row did not survive the restart (found {rows!r}); data was lost.")
+    console.line(f"Data survived the restart ({sum(s.seconds for s in steps):.2f} s in all).")
+    return steps
+
+
+def reset(settings: Settings, yes: bool, console: render.Console, ask: Callable[[str], str] = input) -> None:
+    """Remove this project's container and volume, after asking."""
+    console.line(
+        f"This destroys the container {settings.container_name} and the volume "
+        f"{settings.volume_name}: every table and row of database {settings.database}."
+    )
+    if not yes:
+        if not sys.stdin.isatty():
+            raise ConfigError("refusing to destroy data without a terminal to ask on; pass --yes to confirm.")
+        if ask("Type 'yes' to destroy it: ").strip().lower() != "yes":
+            raise ConfigError("not confirmed; nothing was removed.")
+    Compose(settings).run("down", "--volumes")
+    console.line(f"Removed {settings.container_name} and {settings.volume_name}; inv db-up starts an empty database.")
