@@ -31,11 +31,17 @@ def handled(body: Callable[..., Any]) -> Callable[..., Any]:
         except DevDbError as err:
             raise Exit(f"error: {err}", code=err.exit_code) from None
         except KeyboardInterrupt:
-            raise Exit("interrupted; the stack is left as it was (inv db-status shows it).", code=EXIT_INTERRUPTED) from None
+            raise Exit(
+                "interrupted; the stack is left as it was (inv db-status shows it).",
+                code=EXIT_INTERRUPTED,
+            ) from None
         except Exception as err:
             if os.environ.get(DEBUG_VARIABLE):
                 raise
-            raise Exit(f"unexpected error: {type(err).__name__}: {err} (set {DEBUG_VARIABLE}=1 for the traceback)", code=EXIT_UNEXPECTED) from None
+            raise Exit(
+                f"unexpected error: {type(err).__name__}: {err} (set {DEBUG_VARIABLE}=1 for the traceback)",
+                code=EXIT_UNEXPECTED,
+            ) from None
 
     return wrapper
 
@@ -83,7 +89,11 @@ def db_down(c):
     lifecycle.down(_settings(), _console())
 
 
-@task(help={"json": "Print one JSON object (state, health, ready, host, port, user, database, volume, image, server_version)."})
+@task(
+    help={
+        "json": "Print one JSON object (state, health, ready, host, port, user, database, volume, image, server_version)."
+    }
+)
 @handled
 def db_status(c, json=False):
     """Show state, health and whether a real login works. Exit 0 only when ready, else 5."""
@@ -93,10 +103,17 @@ def db_status(c, json=False):
     result = lifecycle.status(_settings())
     print(render.status_json(result) if json else render.status_text(result))
     if not result["ready"]:
-        raise NotReady(result.get("detail") or f"the database is {result['state']}; start it with inv db-up.")
+        raise NotReady(
+            result.get("detail") or f"the database is {result['state']}; start it with inv db-up."
+        )
 
 
-@task(help={"follow": "Keep printing new lines (Ctrl-C to stop).", "tail": "Only the last N lines (or 'all')."})
+@task(
+    help={
+        "follow": "Keep printing new lines (Ctrl-C to stop).",
+        "tail": "Only the last N lines (or 'all').",
+    }
+)
 @handled
 def db_logs(c, follow=False, tail=None):
     """Show the PostgreSQL server log."""

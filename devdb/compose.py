@@ -29,7 +29,9 @@ _PLUGIN_DIRS = (
 )
 _DAEMON_DOWN_MARKERS = ("Cannot connect to the Docker daemon", "error during connect")
 _PORT_TAKEN_MARKERS = ("port is already allocated", "address already in use")
-INSTALL_DOCKER_HINT = "install Docker Engine >= 20.10 with the Compose v2 plugin, then run inv check-docker"
+INSTALL_DOCKER_HINT = (
+    "install Docker Engine >= 20.10 with the Compose v2 plugin, then run inv check-docker"
+)
 START_DAEMON_HINT = "start Docker (Docker Desktop, or `sudo systemctl start docker`), then retry"
 
 

@@ -62,7 +62,9 @@ def docker_findings() -> list[Finding]:
     findings = [_versioned("Docker CLI", client, MIN_DOCKER, INSTALL_DOCKER_HINT)]
     if server:
         findings.append(
-            _versioned("Docker engine", server.get("Version", "unknown"), MIN_DOCKER, INSTALL_DOCKER_HINT)
+            _versioned(
+                "Docker engine", server.get("Version", "unknown"), MIN_DOCKER, INSTALL_DOCKER_HINT
+            )
         )
     else:
         detail = err.strip().splitlines()[0] if err.strip() else "no answer"

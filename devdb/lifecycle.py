@@ -43,8 +43,10 @@ def ensure_port_available(compose: Compose) -> None:
     ours = compose.container()
     if ours and ours.running and s.port in ours.published_ports:
         return
-    raise PortInUse(f"port {s.bind}:{s.port} is already in use by {port_holder(s.port)}; "
-                    f"stop it, or set POSTGRES_PORT to a free port such as {free_port(s.bind)} in .env.")
+    raise PortInUse(
+        f"port {s.bind}:{s.port} is already in use by {port_holder(s.port)}; "
+        f"stop it, or set POSTGRES_PORT to a free port such as {free_port(s.bind)} in .env."
+    )
 
 
 def port_holder(port: int) -> str:
@@ -75,7 +77,9 @@ def container_check(compose: Compose) -> Callable[[], None]:
     def check() -> None:
         state = compose.container()
         if state is None:
-            raise NotReady("the postgres container is gone (removed while waiting); run inv db-up again.")
+            raise NotReady(
+                "the postgres container is gone (removed while waiting); run inv db-up again."
+            )
         if state.state in ("exited", "dead") or state.state == "restarting":
             raise NotReady(dead_container_message(compose, state))
 
@@ -182,7 +186,9 @@ def logs(settings: Settings, follow: bool, tail: str | None) -> int:
         args.append("--follow")
     if tail is not None:
         if not (str(tail).isdigit() or tail == "all"):
-            raise ConfigError(f"--tail={tail!r} is not a number of lines; try --tail 50 or --tail all.")
+            raise ConfigError(
+                f"--tail={tail!r} is not a number of lines; try --tail 50 or --tail all."
+            )
         args += ["--tail", str(tail)]
     return Compose(settings).interactive(*args, SERVICE)
 
@@ -233,8 +239,14 @@ def persistence_test(settings: Settings, timeout: float, console: render.Console
     def connect() -> psycopg.Connection:
         s = settings
         return psycopg.connect(
-            host=s.connect_host, port=s.port, user=s.user, password=s.password,
-            dbname=s.database, autocommit=True, sslmode="disable", gssencmode="disable",
+            host=s.connect_host,
+            port=s.port,
+            user=s.user,
+            password=s.password,
+            dbname=s.database,
+            autocommit=True,
+            sslmode="disable",
+            gssencmode="disable",
         )
 
     def write_marker() -> None:
@@ -271,12 +283,16 @@ def persistence_test(settings: Settings, timeout: float, console: render.Console
             except psycopg.Error as exc:
                 console.note(f"could not drop the marker table {table.as_string()}: {exc}")
     if rows != [(token,)]:
-        raise DevDbError(f"the marker row did not survive the restart (found {rows!r}); data was lost.")
+        raise DevDbError(
+            f"the marker row did not survive the restart (found {rows!r}); data was lost."
+        )
     console.line(f"Data survived the restart ({sum(s.seconds for s in steps):.2f} s in all).")
     return steps
 
 
-def reset(settings: Settings, yes: bool, console: render.Console, ask: Callable[[str], str] = input) -> None:
+def reset(
+    settings: Settings, yes: bool, console: render.Console, ask: Callable[[str], str] = input
+) -> None:
     """Remove this project's container and volume, after asking."""
     console.line(
         f"This destroys the container {settings.container_name} and the volume "
@@ -284,8 +300,12 @@ def reset(settings: Settings, yes: bool, console: render.Console, ask: Callable[
     )
     if not yes:
         if not sys.stdin.isatty():
-            raise ConfigError("refusing to destroy data without a terminal to ask on; pass --yes to confirm.")
+            raise ConfigError(
+                "refusing to destroy data without a terminal to ask on; pass --yes to confirm."
+            )
         if ask("Type 'yes' to destroy it: ").strip().lower() != "yes":
             raise ConfigError("not confirmed; nothing was removed.")
     Compose(settings).run("down", "--volumes")
-    console.line(f"Removed {settings.container_name} and {settings.volume_name}; inv db-up starts an empty database.")
+    console.line(
+        f"Removed {settings.container_name} and {settings.volume_name}; inv db-up starts an empty database."
+    )

@@ -83,7 +83,7 @@ def credential_drift_message(settings: Settings, reason: str) -> str:
         f"password ({reason}). The volume {s.volume_name} was initialised with another password "
         "and the image applies POSTGRES_PASSWORD to an empty volume only. Ways out: put the old "
         "password back in .env; or set the new one with inv db-shell --command "
-        f"\"ALTER USER \\\"{s.user}\\\" PASSWORD '<new password>'\"; or inv db-reset "
+        f'"ALTER USER \\"{s.user}\\" PASSWORD \'<new password>\'"; or inv db-reset '
         "(destroys the data)."
     )
 

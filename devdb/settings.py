@@ -31,7 +31,7 @@ PROJECT = "COMPOSE_PROJECT_NAME"
 IMAGE = "POSTGRES_IMAGE"
 CONTAINER = "POSTGRES_CONTAINER_NAME"
 USER = "POSTGRES_USER"
-PASSWORD = "POSTGRES_PASSWORD"
+PASSWORD = "POSTGRES_PASSWORD"  # noqa: S105 (a variable name, not a password)
 DATABASE = "POSTGRES_DB"
 BIND = "POSTGRES_BIND"
 PORT = "POSTGRES_PORT"
@@ -49,7 +49,8 @@ DEFAULT = "default in docker-compose.yml"
 
 def compose_defaults(compose_file: Path = COMPOSE_FILE) -> dict[str, str]:
     """The `${VAR:-default}` values and the top-level `name:` of the compose file."""
-    text = compose_file.read_text(encoding="utf-8")
+    lines = compose_file.read_text(encoding="utf-8").splitlines()
+    text = "\n".join(line for line in lines if not line.lstrip().startswith("#"))
     defaults = {m["name"]: m["default"] for m in _DEFAULT_PATTERN.finditer(text)}
     project = _PROJECT_NAME_PATTERN.search(text)
     if project:
@@ -222,7 +223,5 @@ def parse_timeout(value: object, flag: str = "--timeout") -> float:
     except ValueError:
         seconds = float("nan")
     if not 0 < seconds < float("inf"):
-        raise ConfigError(
-            f"{flag}={value!r} is not a positive number of seconds; try {flag} 60."
-        )
+        raise ConfigError(f"{flag}={value!r} is not a positive number of seconds; try {flag} 60.")
     return seconds

@@ -29,7 +29,9 @@ def _host_part(host: str) -> str:
     return f"[{host}]" if is_v6 else host
 
 
-def database_url(settings: Settings, url_format: str = DEFAULT_FORMAT, in_compose: bool = False) -> str:
+def database_url(
+    settings: Settings, url_format: str = DEFAULT_FORMAT, in_compose: bool = False
+) -> str:
     """The URL as seen from the host, or from a container on the project's network."""
     if url_format not in SCHEMES:
         raise ConfigError(

@@ -1,0 +1,116 @@
+"""The Compose runner: command building, both `ps --format json` shapes, error mapping."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from devdb import compose as compose_module
+from devdb.compose import Compose, parse_ps_output
+from devdb.errors import CommandFailed, DockerUnavailable, PortInUse
+
+ROW = {
+    "Name": "ai-interviewer-postgres",
+    "State": "running",
+    "Health": "healthy",
+    "ExitCode": 0,
+    "Status": "Up 3 seconds (healthy)",
+    "Publishers": [{"URL": "127.0.0.1", "TargetPort": 5432, "PublishedPort": 5432}],
+}
+EXITED = {**ROW, "State": "exited", "Health": "", "ExitCode": 1, "Publishers": []}
+
+
+@pytest.fixture
+def plugin(monkeypatch):
+    monkeypatch.setattr(compose_module, "compose_base", lambda: ("docker", "compose"))
+
+
+def test_argv_names_the_repository_file_and_project(plugin, make_settings, project_dir):
+    argv = Compose(make_settings({"COMPOSE_PROJECT_NAME": "p1"})).argv("up", "--detach")
+    assert argv[:2] == ["docker", "compose"]
+    assert argv[argv.index("-f") + 1] == str(project_dir / "docker-compose.yml")
+    assert argv[argv.index("-p") + 1] == "p1"
+    assert argv[argv.index("--project-directory") + 1] == str(project_dir)
+    assert argv[-2:] == ["up", "--detach"]
+    assert "--env-file" not in argv  # no .env: Compose must not be told to read one
+
+
+def test_argv_passes_the_env_file_when_there_is_one(plugin, make_settings, project_dir):
+    argv = Compose(make_settings(env_text="POSTGRES_DB=x\n")).argv("ps")
+    assert argv[argv.index("--env-file") + 1] == str(project_dir / ".env")
+
+
+def test_standalone_compose_v2_is_used_when_the_plugin_is_missing(monkeypatch):
+    compose_module.compose_base.cache_clear()
+    monkeypatch.setattr(compose_module, "_plugin_installed", lambda: False)
+    monkeypatch.setattr(compose_module, "_plugin_answers", lambda: False)
+    monkeypatch.setattr(compose_module, "_standalone_version", lambda: "2.24.0")
+    try:
+        assert compose_module.compose_base() == ("docker-compose",)
+    finally:
+        compose_module.compose_base.cache_clear()
+
+
+@pytest.mark.parametrize(("version", "error"), [("1.29.2", "Compose v1"), (None, "not found")])
+def test_compose_v1_or_none_is_refused(monkeypatch, version, error):
+    compose_module.compose_base.cache_clear()
+    monkeypatch.setattr(compose_module, "_plugin_installed", lambda: False)
+    monkeypatch.setattr(compose_module, "_plugin_answers", lambda: False)
+    monkeypatch.setattr(compose_module, "_standalone_version", lambda: version)
+    try:
+        with pytest.raises(DockerUnavailable, match=error):
+            compose_module.compose_base()
+    finally:
+        compose_module.compose_base.cache_clear()
+
+
+def test_environment_carries_the_resolved_settings(plugin, make_settings):
+    env = Compose(make_settings({"POSTGRES_PORT": "6001"})).environment()
+    assert env["POSTGRES_PORT"] == "6001"
+    assert env["POSTGRES_USER"] == "ai_interviewer_user"
+
+
+def test_ps_json_array_before_compose_2_21():
+    states = parse_ps_output(json.dumps([ROW, EXITED]))
+    assert [s.state for s in states] == ["running", "exited"]
+    assert states[0].published_ports == (5432,)
+    assert states[0].running and not states[1].running
+    assert states[1].exit_code == 1
+
+
+def test_ps_json_lines_from_compose_2_21():
+    states = parse_ps_output(json.dumps(ROW) + "\n" + json.dumps(EXITED) + "\n")
+    assert [(s.name, s.health) for s in states] == [
+        ("ai-interviewer-postgres", "healthy"),
+        ("ai-interviewer-postgres", ""),
+    ]
+
+
+@pytest.mark.parametrize("text", ["", "\n", "[]"])
+def test_ps_without_containers(text):
+    assert parse_ps_output(text) == []
+
+
+@pytest.mark.parametrize(
+    ("output", "error"),
+    [
+        ("Cannot connect to the Docker daemon at unix:///var/run/docker.sock", DockerUnavailable),
+        ("error during connect: Get http://x", DockerUnavailable),
+        ("Bind for 127.0.0.1:5432 failed: port is already allocated", PortInUse),
+        ("listen tcp4 127.0.0.1:5432: bind: address already in use", PortInUse),
+        ("no such service: x", CommandFailed),
+    ],
+)
+def test_failures_are_mapped_to_their_error(plugin, make_settings, output, error):
+    failure = Compose(make_settings()).failure(["docker", "compose", "up"], 1, output)
+    assert isinstance(failure, error)
+
+
+def test_failure_output_is_masked(plugin, make_settings):
+    settings = make_settings({"POSTGRES_PASSWORD": "s3cret-value"})
+    failure = Compose(settings).failure(["docker"], 1, "env POSTGRES_PASSWORD=s3cret-value bad")
+    assert isinstance(failure, CommandFailed)
+    assert "s3cret-value" not in failure.output
+    assert "s3cret-value" not in str(failure)
+    assert failure.returncode == 1

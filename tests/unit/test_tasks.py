@@ -1,0 +1,84 @@
+"""The Invoke layer: exit codes, Ctrl-C, no tracebacks; and the refusal of db-reset."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from invoke import Exit
+
+import tasks
+from devdb import lifecycle
+from devdb.errors import (
+    EXIT_CONFIG,
+    EXIT_CREDENTIALS,
+    EXIT_DOCKER,
+    EXIT_INTERRUPTED,
+    EXIT_NOT_READY,
+    EXIT_PORT_IN_USE,
+    EXIT_UNEXPECTED,
+    ConfigError,
+    CredentialsRejected,
+    DockerUnavailable,
+    NotReady,
+    PortInUse,
+)
+from devdb.render import Console
+
+
+@pytest.mark.parametrize(
+    ("error", "code"),
+    [
+        (ConfigError("bad"), EXIT_CONFIG),
+        (DockerUnavailable("no docker"), EXIT_DOCKER),
+        (PortInUse("taken"), EXIT_PORT_IN_USE),
+        (NotReady("slow"), EXIT_NOT_READY),
+        (CredentialsRejected("drift"), EXIT_CREDENTIALS),
+        (KeyboardInterrupt(), EXIT_INTERRUPTED),
+        (RuntimeError("boom"), EXIT_UNEXPECTED),
+    ],
+)
+def test_errors_become_one_line_and_their_exit_code(error, code, monkeypatch):
+    monkeypatch.delenv(tasks.DEBUG_VARIABLE, raising=False)
+
+    def body():
+        raise error
+
+    with pytest.raises(Exit) as caught:
+        tasks.handled(body)()
+    assert caught.value.code == code
+    assert "\n" not in caught.value.message
+    assert "Traceback" not in caught.value.message
+
+
+def test_exit_codes_are_distinct():
+    codes = [EXIT_CONFIG, EXIT_DOCKER, EXIT_PORT_IN_USE, EXIT_NOT_READY, EXIT_CREDENTIALS]
+    assert len(set(codes)) == len(codes)
+
+
+def test_reset_without_terminal_and_without_yes_refuses_before_touching_docker(
+    make_settings, monkeypatch
+):
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))
+    monkeypatch.setattr(lifecycle, "Compose", None)  # any Docker call would fail loudly
+    with pytest.raises(ConfigError, match="pass --yes"):
+        lifecycle.reset(make_settings(), yes=False, console=Console(io.StringIO(), io.StringIO()))
+
+
+def test_reset_on_a_terminal_needs_the_word_yes(make_settings, monkeypatch):
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    monkeypatch.setattr("sys.stdin", Tty(""))
+    monkeypatch.setattr(lifecycle, "Compose", None)
+    out = io.StringIO()
+    with pytest.raises(ConfigError, match="not confirmed"):
+        lifecycle.reset(make_settings(), False, Console(out, io.StringIO()), ask=lambda _: "y")
+    assert "ai-interviewer_postgres_data" in out.getvalue()  # it said what would be destroyed
+
+
+def test_every_task_documents_the_exit_codes():
+    documented = [t for t in vars(tasks).values() if hasattr(t, "body")]
+    assert len(documented) >= 9
+    assert all("130 interrupted" in t.__doc__ for t in documented)
