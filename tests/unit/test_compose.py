@@ -75,7 +75,8 @@ def test_ps_json_array_before_compose_2_21():
     states = parse_ps_output(json.dumps([ROW, EXITED]))
     assert [s.state for s in states] == ["running", "exited"]
     assert states[0].published_ports == (5432,)
-    assert states[0].running and not states[1].running
+    assert states[0].running
+    assert not states[1].running
     assert states[1].exit_code == 1
 
 

@@ -1,0 +1,232 @@
+"""The image's documented contract, which the tasks and tests rely on.
+
+Run against POSTGRES_IMAGE: the official postgres:15-alpine on a developer's machine, the
+offline stand-in (scripts/build-offline-image.sh) in CI. Each container is this run's own and
+is removed with its anonymous volume.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from tests.acceptance.stack import IMAGE, RUN_PREFIX, free_port, run
+
+READY_LINE = "database system is ready to accept connections"
+INIT_DONE_LINE = "PostgreSQL init process complete; ready for start up."
+
+
+class Container:
+    """A `docker run -d` of the image under test, published on a free loopback port."""
+
+    def __init__(self, name: str, env: dict[str, str], mounts: list[str]) -> None:
+        self.name = f"{RUN_PREFIX}img-{name}"
+        self.port = free_port()
+        argv = ["docker", "run", "-d", "--name", self.name, "-p", f"127.0.0.1:{self.port}:5432"]
+        for key, value in env.items():
+            argv += ["-e", f"{key}={value}"]
+        for mount in mounts:
+            argv += ["-v", mount]
+        done = run([*argv, IMAGE])
+        assert done.returncode == 0, done.stderr
+
+    def logs(self) -> str:
+        done = run(["docker", "logs", self.name])
+        return done.stdout + done.stderr
+
+    def wait_for_log(self, text: str, timeout: float = 60, count: int = 1) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            logs = self.logs()
+            if logs.count(text) >= count:
+                return logs
+            time.sleep(0.1)
+        raise AssertionError(f"{text!r} not in the log of {self.name}:\n{self.logs()}")
+
+    def wait_ready(self) -> str:
+        # The real server logs the line once the init (if any) is complete.
+        logs = self.wait_for_log(READY_LINE)
+        if INIT_DONE_LINE not in logs and "Skipping initialization" not in logs:
+            logs = self.wait_for_log(READY_LINE, count=2)
+        return logs
+
+    def state(self) -> dict:
+        return json.loads(run(["docker", "inspect", self.name]).stdout)[0]["State"]
+
+    def exec(self, *argv: str) -> str:
+        done = run(["docker", "exec", self.name, *argv])
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    def connect(self, user: str, password: str, dbname: str) -> psycopg.Connection:
+        return psycopg.connect(
+            host="127.0.0.1",
+            port=self.port,
+            user=user,
+            password=password,
+            dbname=dbname,
+            autocommit=True,
+            connect_timeout=10,
+        )
+
+    def remove(self) -> None:
+        run(["docker", "rm", "-f", "-v", self.name])
+
+
+@pytest.fixture
+def container() -> Iterator[Callable[..., Container]]:
+    made: list[Container] = []
+
+    def start(name: str, mounts: list[str] | None = None, **env: str) -> Container:
+        made.append(Container(name, env, mounts or []))
+        return made[-1]
+
+    yield start
+    for c in made:
+        c.remove()
+
+
+def wait_exit(c: Container, timeout: float = 60) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        state = c.state()
+        if state["Status"] == "exited":
+            return state
+        time.sleep(0.1)
+    raise AssertionError(f"{c.name} did not exit:\n{c.logs()}")
+
+
+def test_password_is_required_on_an_empty_data_directory(container):
+    c = container("nopass")
+    state = wait_exit(c)
+    assert state["ExitCode"] == 1
+    assert "POSTGRES_PASSWORD" in c.logs()
+
+
+def test_trust_method_needs_no_password(container):
+    c = container("trust", POSTGRES_HOST_AUTH_METHOD="trust")
+    c.wait_ready()
+    with c.connect("postgres", "", "postgres") as conn:
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_user_defaults_to_postgres_and_database_to_the_user(container):
+    plain = container("defaults", POSTGRES_PASSWORD="pw1")
+    named = container("named", POSTGRES_PASSWORD="pw2", POSTGRES_USER="alice")
+    plain.wait_ready()
+    named.wait_ready()
+    with plain.connect("postgres", "pw1", "postgres") as conn:
+        assert conn.execute("SELECT current_user").fetchone() == ("postgres",)
+    with named.connect("alice", "pw2", "alice") as conn:
+        assert conn.execute("SELECT current_database()").fetchone() == ("alice",)
+
+
+def test_initdb_args_reach_initdb(container):
+    c = container("initdb-args", POSTGRES_PASSWORD="pw", POSTGRES_INITDB_ARGS="--data-checksums")
+    c.wait_ready()
+    with c.connect("postgres", "pw", "postgres") as conn:
+        assert conn.execute("SHOW data_checksums").fetchone() == ("on",)
+
+
+def test_file_variants_are_read(container, tmp_path: Path):
+    secrets_dir = tmp_path / "secrets"
+    secrets_dir.mkdir()
+    (secrets_dir / "password").write_text("from-a-file")
+    (secrets_dir / "user").write_text("filer")
+    c = container(
+        "file-env",
+        mounts=[f"{secrets_dir}:/run/secrets:ro"],
+        POSTGRES_PASSWORD_FILE="/run/secrets/password",
+        POSTGRES_USER_FILE="/run/secrets/user",
+    )
+    c.wait_ready()
+    with c.connect("filer", "from-a-file", "filer") as conn:
+        assert conn.execute("SELECT current_user").fetchone() == ("filer",)
+
+
+def test_variables_change_nothing_on_an_initialised_volume(container):
+    volume = f"{RUN_PREFIX}img-volume"
+    first = container(
+        "first", mounts=[f"{volume}:/var/lib/postgresql/data"], POSTGRES_PASSWORD="old"
+    )
+    first.wait_ready()
+    first.remove()
+    second = container(
+        "second",
+        mounts=[f"{volume}:/var/lib/postgresql/data"],
+        POSTGRES_PASSWORD="new",
+        POSTGRES_USER="someone_else",
+    )
+    try:
+        logs = second.wait_ready()
+        assert "Skipping initialization" in logs
+        with second.connect("postgres", "old", "postgres") as conn:
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+        with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+            second.connect("postgres", "new", "postgres")
+    finally:
+        second.remove()
+        run(["docker", "volume", "rm", "-f", volume])
+
+
+def test_init_scripts_run_in_order_against_a_socket_only_server(container, tmp_path: Path):
+    initdb = tmp_path / "initdb"
+    initdb.mkdir()
+    (initdb / "10-table.sql").write_text("CREATE TABLE steps (n serial, what text);\n")
+    # While init scripts run, TCP must not answer: record what pg_isready over TCP says.
+    (initdb / "20-probe.sh").write_text(
+        "#!/bin/sh\nset -e\n"
+        "if pg_isready -q -h 127.0.0.1 -p 5432; then tcp=open; else tcp=closed; fi\n"
+        'psql -v ON_ERROR_STOP=1 -U "$POSTGRES_USER" -d "$POSTGRES_DB" '
+        "-c \"INSERT INTO steps (what) VALUES ('sh tcp=$tcp')\"\n"
+    )
+    (initdb / "20-probe.sh").chmod(0o755)
+    (initdb / "30-after.sql").write_text("INSERT INTO steps (what) VALUES ('sql after sh');\n")
+    (initdb / "notes.txt").write_text("ignored\n")
+    c = container(
+        "initdb", mounts=[f"{initdb}:/docker-entrypoint-initdb.d:ro"], POSTGRES_PASSWORD="pw"
+    )
+    logs = c.wait_ready()
+    assert logs.index(INIT_DONE_LINE) < logs.rindex(READY_LINE)
+    with c.connect("postgres", "pw", "postgres") as conn:
+        rows = conn.execute("SELECT what FROM steps ORDER BY n").fetchall()
+    assert rows == [("sh tcp=closed",), ("sql after sh",)]
+
+
+def test_server_contract_encoding_auth_user_and_logs(container):
+    c = container("contract", POSTGRES_PASSWORD="pw")
+    logs = c.wait_ready()
+    assert READY_LINE in logs  # the server logs to stderr, which `docker logs` shows
+    with c.connect("postgres", "pw", "postgres") as conn:
+        assert conn.execute("SHOW server_encoding").fetchone() == ("UTF8",)
+        assert conn.execute("SHOW password_encryption").fetchone() == ("scram-sha-256",)
+        rules = conn.execute(
+            "SELECT auth_method FROM pg_hba_file_rules WHERE type = 'host' "
+            "AND address = 'all' AND 'all' = ANY(database)"
+        ).fetchall()
+        assert ("scram-sha-256",) in rules
+    with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+        c.connect("postgres", "wrong", "postgres")
+    # PID 1 is the server itself, and it is not root.
+    assert c.exec("sh", "-c", "id -un $(stat -c %u /proc/1)").strip() == "postgres"
+    assert c.exec("cat", "/proc/1/comm").strip() in ("postgres", "postmaster")
+
+
+def test_image_configuration():
+    done = run(["docker", "image", "inspect", IMAGE])
+    config = json.loads(done.stdout)[0]["Config"]
+    assert config["StopSignal"] == "SIGINT"
+    assert "/var/lib/postgresql/data" in config["Volumes"]
+    assert "5432/tcp" in config["ExposedPorts"]
+
+
+def test_client_tools_are_on_path(container):
+    c = container("tools", POSTGRES_PASSWORD="pw")
+    c.wait_ready()
+    found = c.exec("sh", "-c", "command -v pg_isready psql pg_dump pg_restore pgbench").split()
+    assert len(found) == 5, found
