@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import os
+import pty
 import secrets
+import select
 import shutil
 import socket
 import subprocess
@@ -146,8 +148,27 @@ class Stack:
         """Run `inv ARGS` as a user would (a new process, from the repository root)."""
         return run([sys.executable, "-m", "invoke", *args], env=env or self.env(), **kwargs)
 
-    def compose(self, *args: str, env: dict[str, str] | None = None):
+    def inv_on_terminal(self, *args: str, answer: str, prompt: str) -> tuple[int, str]:
+        """Run `inv ARGS` on a pseudo-terminal, type `answer` at `prompt`; (exit code, output)."""
+        pid, fd = pty.fork()
+        if pid == 0:  # the child: inv, with the pseudo-terminal as its terminal
+            os.chdir(ROOT)
+            try:
+                os.execve(sys.executable, [sys.executable, "-m", "invoke", *args], self.env())
+            finally:
+                os._exit(127)  # never return into pytest in the child
+        output = _read_terminal(fd, until=prompt)
+        os.write(fd, f"{answer}\n".encode())
+        output += _read_terminal(fd, until=None)
+        _, status = os.waitpid(pid, 0)
+        os.close(fd)
+        return os.waitstatus_to_exitcode(status), output
+
+    def compose(self, *args: str, overrides: tuple[Path, ...] = (), env: dict | None = None):
+        """`docker compose` on this stack: its env file, the repository's file (+ overrides)."""
         argv = ["docker", "compose", "--env-file", str(self.env_file), "-f", str(COMPOSE_FILE)]
+        for extra in overrides:
+            argv += ["-f", str(extra)]
         return run([*argv, "-p", self.project, *args], env=env or self.env())
 
     def up(self, timeout: float = 120) -> None:
@@ -207,3 +228,23 @@ def host_psql() -> list[str]:
     if local:
         return [local]
     return ["docker", "run", "--rm", "-i", "--network", "host", "--entrypoint", "psql", IMAGE]
+
+
+def _read_terminal(fd: int, until: str | None, timeout: float = 60) -> str:
+    """Read a pseudo-terminal until `until` appears, or until the child closes it."""
+    data = ""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        readable, _, _ = select.select([fd], [], [], 0.2)
+        if not readable:
+            continue
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:  # EIO: the child has exited and closed its side
+            return data
+        if not chunk:
+            return data
+        data += chunk.decode(errors="replace")
+        if until is not None and until in data:
+            return data
+    raise AssertionError(f"no {until!r} on the terminal within {timeout} s; got {data!r}")

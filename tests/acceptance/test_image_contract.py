@@ -228,5 +228,7 @@ def test_image_configuration():
 def test_client_tools_are_on_path(container):
     c = container("tools", POSTGRES_PASSWORD="pw")
     c.wait_ready()
-    found = c.exec("sh", "-c", "for t in pg_isready psql pg_dump pg_restore pgbench; do command -v $t; done").split()
+    found = c.exec(
+        "sh", "-c", "for t in pg_isready psql pg_dump pg_restore pgbench; do command -v $t; done"
+    ).split()
     assert len(found) == 5, found
