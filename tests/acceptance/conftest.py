@@ -17,6 +17,8 @@ import pytest
 from tests.acceptance.stack import IMAGE, RUN_ID, Stack, remove_leftovers, run
 
 SENTINEL_ROW = "the sentinel's row"
+DEFAULT_PROJECT = "ai-interviewer"
+DEFAULT_VOLUME = f"{DEFAULT_PROJECT}_postgres_data"
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -80,6 +82,23 @@ def sentinel(new_stack: Callable[..., Stack]) -> dict:
     stack.query("INSERT INTO sentinel VALUES (%s)", (SENTINEL_ROW,))
     info = stack.inspect()
     return {"stack": stack, "container_id": info["Id"], "started_at": info["State"]["StartedAt"]}
+
+
+def default_project_snapshot() -> str:
+    """Containers and volume of the default project (a developer's own stack), read only."""
+    containers = run(
+        ["docker", "ps", "--all", "--no-trunc"]
+        + ["--filter", f"label=com.docker.compose.project={DEFAULT_PROJECT}"]
+        + ["--format", "{{.ID}} {{.Names}} {{.State}} {{.CreatedAt}}"]
+    ).stdout
+    volume = run(["docker", "volume", "inspect", "--format", "{{.CreatedAt}}", DEFAULT_VOLUME])
+    return containers + volume.stdout
+
+
+@pytest.fixture(scope="session", autouse=True)
+def developer_stack_before() -> str:
+    """The default project's state before any test ran (checked in test_zz_isolation.py)."""
+    return default_project_snapshot()
 
 
 @pytest.fixture(scope="session")
