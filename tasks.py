@@ -168,6 +168,24 @@ def db_reset(c, yes=False):
     lifecycle.reset(_settings(), yes, _console())
 
 
+@task(help={"json": "Print the findings as a JSON list (name, status, detail, fix)."})
+@handled
+def doctor(c, json=False):
+    """Diagnose Docker, .env, the port, the container, the login, the volume and the disk."""
+    from devdb import lifecycle
+
+    lifecycle.doctor(_console(), json)
+
+
+@task(help={"force": "Replace an existing .env (the old one is kept as .env.bak)."})
+@handled
+def env_init(c, force=False):
+    """Create .env from .env.example with a generated password (mode 600)."""
+    from devdb import lifecycle
+
+    lifecycle.env_init(force, _console())
+
+
 # `inv --help TASK` ends with the exit codes.
 for _task in list(globals().values()):
     if hasattr(_task, "body") and _task.__doc__ is not None:

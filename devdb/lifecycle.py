@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import secrets
-import socket
 import sys
 import time
 from collections.abc import Callable
@@ -12,6 +11,7 @@ from dataclasses import dataclass
 from devdb import render
 from devdb.compose import Compose, ContainerState
 from devdb.errors import ConfigError, DevDbError, DockerUnavailable, NotReady, PortInUse
+from devdb.ports import free_port, port_holder, port_is_free
 from devdb.readiness import Ready, Transient, WaitForLogin, login_probe
 from devdb.settings import SERVICE, Settings
 
@@ -20,19 +20,6 @@ MARKER_PREFIX = "devdb_persistence_"
 
 
 # Pre-flight -------------------------------------------------------------------------------
-
-
-def port_is_free(host: str, port: int) -> bool:
-    """Can this port be bound on `host`? (A listening socket makes bind fail.)"""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as sock:
-        # Ignore sockets left in TIME_WAIT; a listener still makes bind fail.
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-    return True
 
 
 def ensure_port_available(compose: Compose) -> None:
@@ -47,25 +34,6 @@ def ensure_port_available(compose: Compose) -> None:
         f"port {s.bind}:{s.port} is already in use by {port_holder(s.port)}; "
         f"stop it, or set POSTGRES_PORT to a free port such as {free_port(s.bind)} in .env."
     )
-
-
-def port_holder(port: int) -> str:
-    """A container publishing `port`, by name, or 'another program'."""
-    from devdb.compose import docker
-
-    try:
-        names = docker("ps", "--filter", f"publish={port}", "--format", "{{.Names}}").split()
-    except DevDbError:
-        names = []
-    return f"the container {names[0]}" if names else "another program"
-
-
-def free_port(host: str) -> int:
-    """A port the kernel says is free now on `host`."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
 
 
 # Container state ---------------------------------------------------------------------------
@@ -131,9 +99,17 @@ def check_docker(console: render.Console) -> None:
 
 def up(settings: Settings, timeout: float, console: render.Console) -> Ready:
     """Start the service (a no-op when it runs) and wait until it accepts logins."""
+    from devdb import volume
+
     started = time.monotonic()
     compose = Compose(settings)
+    inspecting = volume.start_inspect(settings)  # runs while the port is checked
     ensure_port_available(compose)
+    facts = volume.facts_from(inspecting)
+    volume.ensure_compatible(settings, facts)
+    layout = volume.layout_warning(facts)
+    if layout:
+        console.note(f"warning: {layout}")
     console.progress("starting PostgreSQL...")
     process = compose.start("up", "--detach", SERVICE)
     # Import the database client while Compose works: it is needed right after.
@@ -308,4 +284,46 @@ def reset(
     Compose(settings).run("down", "--volumes")
     console.line(
         f"Removed {settings.container_name} and {settings.volume_name}; inv db-up starts an empty database."
+    )
+
+
+def doctor(console: render.Console, as_json: bool) -> None:
+    """Run every check, print one line each; raise (exit 1) when any is a problem."""
+    from devdb.docker_check import PROBLEM
+    from devdb.doctor import run_checks
+
+    findings = run_checks()
+    console.line(render.findings_json(findings) if as_json else render.findings_table(findings))
+    problems = [f for f in findings if f.status == PROBLEM]
+    if problems:
+        raise DevDbError(
+            f"{len(problems)} problem(s) found: {', '.join(f.name for f in problems)} (fixes above)."
+        )
+
+
+def env_init(force: bool, console: render.Console) -> None:
+    """Create .env from .env.example with a generated password (mode 0600)."""
+    import os
+    from pathlib import Path
+
+    from devdb.compose import docker
+    from devdb.envfile import env_init as create
+    from devdb.settings import ENV_FILE_VARIABLE, ROOT, load_settings
+
+    target = Path(os.environ.get(ENV_FILE_VARIABLE) or ROOT / ".env")
+    result = create(target, force)
+    if result.backup:
+        console.line(f"Kept the previous file as {result.backup}.")
+    console.line(
+        f"Wrote {result.path} (mode 600) with a generated password in POSTGRES_PASSWORD and DB_PASSWORD."
+    )
+    settings = load_settings()
+    try:
+        docker("volume", "inspect", settings.volume_name)
+    except DevDbError:
+        return  # no volume (or no Docker): the new password applies at the next db-up
+    console.note(
+        f"warning: the volume {settings.volume_name} is already initialised with the old password; "
+        "the new one applies only to a new volume (inv db-reset) or after "
+        f'inv db-shell --command "ALTER USER \\"{settings.user}\\" PASSWORD \'...\'".'
     )

@@ -103,3 +103,7 @@ def status_text(status: dict) -> str:
 
 def status_json(status: dict) -> str:
     return json.dumps(status, sort_keys=True)
+
+
+def findings_json(findings: Iterable[Finding]) -> str:
+    return json.dumps([vars(f) for f in findings], indent=2)

@@ -48,12 +48,16 @@ class Container:
             time.sleep(0.1)
         raise AssertionError(f"{text!r} not in the log of {self.name}:\n{self.logs()}")
 
-    def wait_ready(self) -> str:
-        # The real server logs the line once the init (if any) is complete.
-        logs = self.wait_for_log(READY_LINE)
-        if INIT_DONE_LINE not in logs and "Skipping initialization" not in logs:
-            logs = self.wait_for_log(READY_LINE, count=2)
-        return logs
+    def wait_ready(self, timeout: float = 60) -> str:
+        """Until the real server (after init, or after skipping it) logs that it is ready."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            logs = self.logs()
+            for marker in (INIT_DONE_LINE, "Skipping initialization"):
+                if marker in logs and READY_LINE in logs[logs.index(marker) :]:
+                    return logs
+            time.sleep(0.1)
+        raise AssertionError(f"{self.name} never became ready:\n{self.logs()}")
 
     def state(self) -> dict:
         return json.loads(run(["docker", "inspect", self.name]).stdout)[0]["State"]

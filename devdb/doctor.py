@@ -1,0 +1,228 @@
+"""`inv doctor`: every check the story's "Common Issues" call for, one line each, with the fix."""
+
+from __future__ import annotations
+
+import ipaddress
+import shutil
+import subprocess
+from pathlib import Path
+
+from devdb.compose import Compose, docker
+from devdb.docker_check import OK, PROBLEM, WARNING, Finding, docker_findings
+from devdb.envfile import EXAMPLE, example_keys
+from devdb.errors import CredentialsRejected, DevDbError
+from devdb.ports import free_port, port_holder, port_is_free
+from devdb.readiness import Transient, login_probe
+from devdb.settings import PASSWORD, Settings, compose_defaults, load_settings, read_env_file
+
+MIN_PASSWORD_LENGTH = 12
+DISK_WARNING_BYTES = 2 * 1024**3
+DISK_PROBLEM_BYTES = 512 * 1024**2
+LOG_LINES_SHOWN = 5
+
+
+def run_checks() -> list[Finding]:
+    """All checks; a check that cannot run says so instead of stopping the others."""
+    findings = docker_findings()
+    docker_ok = all(f.status != PROBLEM for f in findings)
+    try:
+        settings = load_settings()
+    except DevDbError as exc:
+        return [*findings, Finding("settings", PROBLEM, str(exc))]
+    findings += env_file_findings(settings)
+    if not docker_ok:
+        return findings
+    compose = Compose(settings)
+    findings += [port_finding(settings, compose)]
+    findings += container_findings(settings, compose)
+    findings += volume_findings(settings)
+    findings += [disk_finding()]
+    return findings
+
+
+# .env -------------------------------------------------------------------------------------
+
+
+def env_file_findings(settings: Settings) -> list[Finding]:
+    path = settings.env_file
+    if not path.is_file():
+        return [
+            Finding(".env", WARNING, "not found: the story's defaults are in use",
+                    "inv env-init creates one with a strong password"),
+            *password_findings(settings),
+        ]  # fmt: skip
+    values = read_env_file(path)
+    findings = [Finding(".env", OK, str(path))]
+    missing = [key for key in example_keys() if key not in values]
+    if missing and EXAMPLE.is_file():
+        findings.append(
+            Finding(".env keys", WARNING, f"missing compared with .env.example: {', '.join(missing)}",
+                    "copy them from .env.example (defaults apply meanwhile)")
+        )  # fmt: skip
+    if _tracked_by_git(path):
+        findings.append(
+            Finding(".env in git", PROBLEM, "tracked by git: its password is in the history",
+                    "git rm --cached .env, commit, and change the password")
+        )  # fmt: skip
+    if path.stat().st_mode & 0o077:
+        findings.append(
+            Finding(".env mode", WARNING, f"readable by other users (mode {path.stat().st_mode & 0o777:o})",
+                    f"chmod 600 {path}")
+        )  # fmt: skip
+    findings += password_findings(settings)
+    findings += backend_findings(settings, values)
+    return findings
+
+
+def _tracked_by_git(path: Path) -> bool:
+    if not shutil.which("git"):
+        return False
+    done = subprocess.run(
+        ["git", "-C", str(path.parent), "ls-files", "--error-unmatch", path.name],
+        capture_output=True,
+        check=False,
+    )
+    return done.returncode == 0
+
+
+def password_findings(settings: Settings) -> list[Finding]:
+    well_known = {compose_defaults(settings.compose_file).get(PASSWORD)}
+    if EXAMPLE.is_file():
+        well_known.add(read_env_file(EXAMPLE).get(PASSWORD))
+    if settings.password in well_known:
+        return [Finding("password", WARNING, "the well-known default password is in use",
+                        "inv env-init (new volume) or ALTER USER via inv db-shell")]  # fmt: skip
+    if len(settings.password) < MIN_PASSWORD_LENGTH:
+        return [Finding("password", WARNING, f"shorter than {MIN_PASSWORD_LENGTH} characters",
+                        "use python3 -c 'import secrets; print(secrets.token_urlsafe(32))'")]  # fmt: skip
+    return [Finding("password", OK, "set, not a default")]
+
+
+def backend_findings(settings: Settings, values: dict[str, str]) -> list[Finding]:
+    """DB_* (the backend's view) against POSTGRES_* (the server's)."""
+    expected = {
+        "DB_USER": settings.user,
+        "DB_NAME": settings.database,
+        "DB_PASSWORD": settings.password,
+    }
+    host = values.get("DB_HOST")
+    if host == "postgres":
+        expected["DB_PORT"] = "5432"
+    elif host in ("localhost", "127.0.0.1", "::1"):
+        expected["DB_PORT"] = str(settings.port)
+    wrong = [key for key, value in expected.items() if key in values and values[key] != value]
+    if wrong:
+        return [Finding("backend DB_*", WARNING, f"{', '.join(wrong)} disagree with the server settings",
+                        "make them match POSTGRES_* (inv db-url prints a matching URL)")]  # fmt: skip
+    return [Finding("backend DB_*", OK, "consistent with POSTGRES_*")]
+
+
+# Port, container, login -------------------------------------------------------------------
+
+
+def port_finding(settings: Settings, compose: Compose) -> Finding:
+    where = f"{settings.bind}:{settings.port}"
+    exposure = ipaddress.ip_address(settings.bind).is_loopback
+    note = "" if exposure else " (published beyond this machine: Docker bypasses ufw/firewalld)"
+    status = OK if exposure else WARNING
+    if port_is_free(settings.bind, settings.port):
+        return Finding("port", status, f"{where} is free{note}",
+                       "" if exposure else "set POSTGRES_BIND=127.0.0.1")  # fmt: skip
+    ours = compose.container()
+    if ours and ours.running and settings.port in ours.published_ports:
+        return Finding("port", status, f"{where} is held by our container{note}",
+                       "" if exposure else "set POSTGRES_BIND=127.0.0.1")  # fmt: skip
+    return Finding("port", PROBLEM, f"{where} is held by {port_holder(settings.port)}",
+                   f"stop it, or set POSTGRES_PORT={free_port(settings.bind)} in .env")  # fmt: skip
+
+
+def container_findings(settings: Settings, compose: Compose) -> list[Finding]:
+    state = compose.container()
+    if state is None:
+        return [Finding("container", OK, "not created yet", "inv db-up starts it")]
+    if state.state == "restarting":
+        count = docker("inspect", "--format", "{{.RestartCount}}", state.name).strip()
+        return [Finding("container", PROBLEM, f"{state.name} is in a restart loop ({count} restarts)",
+                        f"inv db-logs --tail 50 shows why; last lines: {_log_tail(compose)}")]  # fmt: skip
+    if state.state == "exited" and state.exit_code == 0:
+        return [Finding("container", WARNING, f"{state.name} is stopped", "inv db-up starts it")]
+    if state.state in ("exited", "dead"):
+        return [Finding("container", PROBLEM, f"{state.name} exited with code {state.exit_code}",
+                        f"inv db-logs --tail 50; last lines: {_log_tail(compose)}")]  # fmt: skip
+    if not state.running:
+        return [Finding("container", WARNING, f"{state.name} is {state.state}", "inv db-up")]
+    health = Finding(
+        "container",
+        OK if state.health in ("healthy", "") else WARNING,
+        f"{state.name} running, {state.health or 'no healthcheck'}",
+    )
+    return [health, login_finding(settings)]
+
+
+def _log_tail(compose: Compose) -> str:
+    try:
+        lines = compose.log_tail(LOG_LINES_SHOWN).strip().splitlines()
+    except DevDbError:
+        return "(no log)"
+    return " | ".join(line.split("|", 1)[-1].strip() for line in lines)
+
+
+def login_finding(settings: Settings) -> Finding:
+    try:
+        version = login_probe(settings)()
+    except CredentialsRejected as exc:
+        return Finding("login", PROBLEM, "the server rejects the configured credentials", str(exc))
+    except Transient as exc:
+        return Finding(
+            "login", WARNING, f"not accepting logins yet ({exc})", "inv db-up waits for it"
+        )
+    except DevDbError as exc:
+        return Finding("login", PROBLEM, str(exc), "inv db-logs")
+    return Finding(
+        "login", OK, f"{settings.user}@{settings.database} logs in (PostgreSQL {version})"
+    )
+
+
+# Volume and disk --------------------------------------------------------------------------
+
+
+def volume_findings(settings: Settings) -> list[Finding]:
+    from devdb import volume
+
+    facts = volume.inspect(settings)
+    findings = []
+    problem = volume.incompatibility(settings, facts)
+    if problem:
+        findings.append(
+            Finding("volume", PROBLEM, problem.split(". ")[0], problem.split(". ", 1)[1])
+        )
+    elif facts.volume_exists:
+        made_by = volume.data_major(settings, facts)
+        findings.append(
+            Finding("volume", OK, f"{settings.volume_name} (PostgreSQL {made_by or '?'} data)")
+        )
+    else:
+        findings.append(Finding("volume", OK, f"{settings.volume_name} not created yet"))
+    warning = volume.layout_warning(facts)
+    if warning:
+        findings.append(Finding("data mount", WARNING, warning, "see the image's release notes"))
+    return findings
+
+
+def disk_finding() -> Finding:
+    try:
+        root = docker("info", "--format", "{{.DockerRootDir}}").strip()
+        free = shutil.disk_usage(root).free
+    except (DevDbError, OSError):
+        return Finding("disk", WARNING, "cannot see Docker's data directory from here",
+                       "check the free space of Docker Desktop's disk image")  # fmt: skip
+    gib = free / 1024**3
+    if free < DISK_PROBLEM_BYTES:
+        return Finding(
+            "disk", PROBLEM, f"{gib:.1f} GiB free in {root}", "docker system prune, or free space"
+        )
+    if free < DISK_WARNING_BYTES:
+        return Finding(
+            "disk", WARNING, f"{gib:.1f} GiB free in {root}", "docker system prune, or free space"
+        )
+    return Finding("disk", OK, f"{gib:.1f} GiB free in {root}")

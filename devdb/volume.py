@@ -1,0 +1,124 @@
+"""The data volume against the image: which PostgreSQL major version made it, which one runs it.
+
+A volume initialised by PostgreSQL 16 will not start under 15 (and the reverse needs an
+upgrade): the server exits with "database files are incompatible with server". We find out
+before starting, from the volume's PG_VERSION and the image's PG_MAJOR.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from devdb.compose import INSTALL_DOCKER_HINT, docker
+from devdb.errors import ConfigError, DevDbError, DockerUnavailable
+from devdb.settings import DATA_DIR, Settings
+
+NEW_LAYOUT_MAJOR = 18  # from 18 on, the official image keeps its data under /var/lib/postgresql
+
+
+@dataclass(frozen=True)
+class VolumeFacts:
+    """What one `docker inspect VOLUME IMAGE` says (either may be missing)."""
+
+    volume_exists: bool
+    mountpoint: str | None
+    image_major: int | None
+
+
+def start_inspect(settings: Settings) -> subprocess.Popen[str]:
+    """Start `docker inspect` of the volume and the image; read it with `facts_from`."""
+    try:
+        return subprocess.Popen(
+            ["docker", "inspect", settings.volume_name, settings.image],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+    except FileNotFoundError:
+        raise DockerUnavailable(f"`docker` was not found; {INSTALL_DOCKER_HINT}.") from None
+
+
+def facts_from(process: subprocess.Popen[str]) -> VolumeFacts:
+    # Exit code 1 when either is missing; the found objects are still printed.
+    output, _ = process.communicate()
+    try:
+        objects = json.loads(output or "[]")
+    except json.JSONDecodeError:
+        objects = []
+    volume = next((o for o in objects if "Mountpoint" in o), None)
+    image = next((o for o in objects if "RepoTags" in o), None)
+    return VolumeFacts(
+        volume_exists=volume is not None,
+        mountpoint=volume.get("Mountpoint") if volume else None,
+        image_major=_image_major(image) if image else None,
+    )
+
+
+def inspect(settings: Settings) -> VolumeFacts:
+    return facts_from(start_inspect(settings))
+
+
+def _image_major(image: dict) -> int | None:
+    for item in (image.get("Config") or {}).get("Env") or []:
+        key, _, value = item.partition("=")
+        if key == "PG_MAJOR" and value.split(".")[0].isdigit():
+            return int(value.split(".")[0])
+    return None
+
+
+def data_major(settings: Settings, facts: VolumeFacts) -> int | None:
+    """The major version in the volume's PG_VERSION; None for a new or empty volume."""
+    if not facts.volume_exists:
+        return None
+    text = None
+    if facts.mountpoint:
+        try:  # Linux with access to Docker's data directory: no container needed
+            text = (Path(facts.mountpoint) / "PG_VERSION").read_text()
+        except FileNotFoundError:
+            return None
+        except OSError:
+            text = None
+    if text is None:
+        try:
+            text = docker(
+                "run", "--rm", "--network", "none", "-v", f"{settings.volume_name}:/data:ro",
+                "--entrypoint", "cat", settings.image, "/data/PG_VERSION",
+            )  # fmt: skip
+        except DevDbError:
+            return None
+    text = text.strip()
+    return int(text.split(".")[0]) if text.split(".")[0].isdigit() else None
+
+
+def incompatibility(settings: Settings, facts: VolumeFacts) -> str | None:
+    """Why this volume cannot run under this image, or None."""
+    if facts.image_major is None:
+        return None
+    made_by = data_major(settings, facts)
+    if made_by is None or made_by == facts.image_major:
+        return None
+    return (
+        f"the volume {settings.volume_name} holds PostgreSQL {made_by} data but "
+        f"{settings.image} runs PostgreSQL {facts.image_major}, which cannot open it. Either set "
+        f"POSTGRES_IMAGE back to a {made_by} image, or move the data: with the {made_by} image "
+        "running, inv db-backup (or pg_dump); then inv db-reset; then switch POSTGRES_IMAGE, "
+        "inv db-up and inv db-restore."
+    )
+
+
+def layout_warning(facts: VolumeFacts) -> str | None:
+    if facts.image_major is not None and facts.image_major >= NEW_LAYOUT_MAJOR:
+        return (
+            f"PostgreSQL {facts.image_major} images keep their data under /var/lib/postgresql, "
+            f"not {DATA_DIR}: change the volume's mount in docker-compose.yml before using it."
+        )
+    return None
+
+
+def ensure_compatible(settings: Settings, facts: VolumeFacts) -> None:
+    problem = incompatibility(settings, facts)
+    if problem:
+        raise ConfigError(problem)
