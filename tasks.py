@@ -186,6 +186,31 @@ def env_init(c, force=False):
     lifecycle.env_init(force, _console())
 
 
+@task(help={"output": "Where to write the archive (default backups/<database>-<UTC time>.dump)."})
+@handled
+def db_backup(c, output=None):
+    """Back up the database with pg_dump (custom format), streamed to a file; prints its path."""
+    from devdb import lifecycle
+
+    lifecycle.db_backup(_settings(), output, _console())
+
+
+@task(
+    positional=["path"],
+    help={
+        "path": "A pg_dump custom-format archive (from inv db-backup).",
+        "yes": "Do not ask; needed when there is no terminal (CI, scripts).",
+        "no_safety_backup": "Skip the backup of the current data taken before restoring.",
+    },
+)
+@handled
+def db_restore(c, path, yes=False, no_safety_backup=False):
+    """Restore an archive into the database in one transaction (asks first; backs up first)."""
+    from devdb import lifecycle
+
+    lifecycle.db_restore(_settings(), path, yes, not no_safety_backup, _console())
+
+
 # `inv --help TASK` ends with the exit codes.
 for _task in list(globals().values()):
     if hasattr(_task, "body") and _task.__doc__ is not None:

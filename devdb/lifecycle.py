@@ -274,13 +274,7 @@ def reset(
         f"This destroys the container {settings.container_name} and the volume "
         f"{settings.volume_name}: every table and row of database {settings.database}."
     )
-    if not yes:
-        if not sys.stdin.isatty():
-            raise ConfigError(
-                "refusing to destroy data without a terminal to ask on; pass --yes to confirm."
-            )
-        if ask("Type 'yes' to destroy it: ").strip().lower() != "yes":
-            raise ConfigError("not confirmed; nothing was removed.")
+    _confirm("Type 'yes' to destroy it: ", yes, ask)
     Compose(settings).run("down", "--volumes")
     console.line(
         f"Removed {settings.container_name} and {settings.volume_name}; inv db-up starts an empty database."
@@ -327,3 +321,57 @@ def env_init(force: bool, console: render.Console) -> None:
         "the new one applies only to a new volume (inv db-reset) or after "
         f'inv db-shell --command "ALTER USER \\"{settings.user}\\" PASSWORD \'...\'".'
     )
+
+
+def _confirm(question: str, yes: bool, ask: Callable[[str], str]) -> None:
+    """Ask on a terminal; without one, refuse unless --yes (exit 2, nothing changed)."""
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise ConfigError(
+            "refusing to destroy data without a terminal to ask on; pass --yes to confirm."
+        )
+    if ask(question).strip().lower() != "yes":
+        raise ConfigError("not confirmed; nothing was changed.")
+
+
+def db_backup(settings: Settings, output: str | None, console: render.Console) -> None:
+    from pathlib import Path
+
+    from devdb.backup import backup
+
+    result = backup(settings, Path(output) if output else None)
+    console.line(
+        f"Backed up {settings.database}: {_size(result.size_bytes)} in {result.seconds:.2f} s"
+    )
+    console.line(str(result.path))
+
+
+def db_restore(
+    settings: Settings, path: str, yes: bool, safety_backup: bool, console: render.Console,
+    ask: Callable[[str], str] = input,
+) -> None:  # fmt: skip
+    from pathlib import Path
+
+    from devdb.backup import backup, check_archive, require_running, restore
+
+    archive = Path(path)
+    require_running(Compose(settings))
+    check_archive(settings, archive)
+    console.line(
+        f"This replaces the objects of database {settings.database} with those in {archive}."
+    )
+    _confirm("Type 'yes' to restore: ", yes, ask)
+    if safety_backup:
+        saved = backup(settings)
+        console.line(f"Safety backup of the current data: {saved.path}")
+    seconds = restore(settings, archive)
+    console.line(f"Restored {archive} into {settings.database} in {seconds:.2f} s.")
+
+
+def _size(size: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size} B"

@@ -19,6 +19,8 @@ from devdb.errors import ConfigError
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 ENV_FILE_VARIABLE = "DEVDB_ENV_FILE"
+BACKUP_DIR_VARIABLE = "DEVDB_BACKUP_DIR"
+BACKUP_DIR_NAME = "backups"
 SERVICE = "postgres"
 VOLUME_KEY = "postgres_data"
 DATA_DIR = "/var/lib/postgresql/data"
@@ -92,6 +94,7 @@ class Settings:
     port: int
     env_file: Path
     sources: Mapping[str, str] = field(repr=False)
+    backup_dir: Path = ROOT / BACKUP_DIR_NAME
     root: Path = ROOT
     compose_file: Path = COMPOSE_FILE
 
@@ -157,6 +160,7 @@ def load_settings(
         port=check.port(PORT),
         env_file=env_file,
         sources=sources,
+        backup_dir=Path(environ.get(BACKUP_DIR_VARIABLE) or compose_file.parent / BACKUP_DIR_NAME),
         root=compose_file.parent,
         compose_file=compose_file,
     )

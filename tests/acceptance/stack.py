@@ -44,6 +44,7 @@ OWN_VARIABLES = (
     "POSTGRES_BIND",
     "POSTGRES_PORT",
     "DEVDB_ENV_FILE",
+    "DEVDB_BACKUP_DIR",
     "DEVDB_DEBUG",
 )
 COMMAND_TIMEOUT_SECONDS = 180
@@ -139,6 +140,7 @@ class Stack:
             POSTGRES_CONTAINER_NAME=self.container,
             POSTGRES_PORT=str(self.port),
             DEVDB_ENV_FILE=str(self.env_file),
+            DEVDB_BACKUP_DIR=str(self.workdir / f"{self.label}-backups"),
         )
         env.update(self.overrides)
         env.update(extra)

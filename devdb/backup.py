@@ -1,0 +1,161 @@
+"""`inv db-backup` and `inv db-restore`: pg_dump archives streamed between container and host.
+
+The data never passes through Python: pg_dump's output goes from the compose process straight
+into a file descriptor, and pg_restore reads the archive from one. Memory stays flat whatever the
+database size. A backup is written to a temporary file, flushed and renamed, so a failure never
+leaves a partial archive; a restore runs in one transaction, so a failure leaves the database
+as it was.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from devdb.compose import Compose
+from devdb.errors import ConfigError, DevDbError, NotReady
+from devdb.settings import SERVICE, Settings
+
+ARCHIVE_MAGIC = b"PGDMP"  # the first bytes of every pg_dump custom-format archive
+FILE_MODE = 0o600
+STDERR_LINES_SHOWN = 5
+
+
+class BackupError(DevDbError):
+    """pg_dump or pg_restore failed; carries their own message."""
+
+
+@dataclass(frozen=True)
+class BackupResult:
+    path: Path
+    size_bytes: int
+    seconds: float
+
+
+def default_backup_path(settings: Settings, now: datetime | None = None) -> Path:
+    stamp = (now or datetime.now(timezone.utc)).strftime("%Y%m%dT%H%M%SZ")
+    return settings.backup_dir / f"{settings.database}-{stamp}.dump"
+
+
+def require_running(compose: Compose) -> None:
+    state = compose.container()
+    if not (state and state.running):
+        raise NotReady("the database is not running; start it with inv db-up.")
+
+
+def _pg_args(settings: Settings) -> list[str]:
+    return ["-U", settings.user, "-d", settings.database]
+
+
+def _stderr_summary(text: str, settings: Settings) -> str:
+    lines = [line for line in settings.mask(text).strip().splitlines() if line.strip()]
+    return " | ".join(lines[-STDERR_LINES_SHOWN:]) or "(no message)"
+
+
+def backup(settings: Settings, output: Path | None = None) -> BackupResult:
+    """pg_dump -Fc inside the container, streamed into `output` (atomically, mode 0600)."""
+    compose = Compose(settings)
+    require_running(compose)
+    target = (output or default_backup_path(settings)).resolve()
+    if target.is_dir():
+        raise ConfigError(
+            f"--output={target} is a directory; give a file name such as {target}/db.dump."
+        )
+    if target.exists():
+        if output is not None:
+            raise ConfigError(
+                f"--output={target} exists already; choose another name (nothing was written)."
+            )
+        target = _next_free_name(target)  # two backups within one second
+    target.parent.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as sink:
+            argv = compose.argv(
+                "exec", "-T", SERVICE, "pg_dump", "--format=custom", *_pg_args(settings)
+            )
+            done = subprocess.run(
+                argv, stdout=sink, stderr=subprocess.PIPE, env=compose.environment(), check=False
+            )
+            sink.flush()
+            os.fsync(sink.fileno())
+        if done.returncode != 0:
+            raise BackupError(
+                f"pg_dump failed: {_stderr_summary(done.stderr.decode(errors='replace'), settings)}"
+            )
+        if not _is_archive(tmp):
+            raise BackupError("pg_dump produced no archive; nothing was written.")
+        os.chmod(tmp, FILE_MODE)
+        os.replace(tmp, target)
+        _fsync_directory(target.parent)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return BackupResult(target, target.stat().st_size, time.monotonic() - started)
+
+
+def _next_free_name(path: Path) -> Path:
+    number = 2
+    while path.with_name(f"{path.stem}-{number}{path.suffix}").exists():
+        number += 1
+    return path.with_name(f"{path.stem}-{number}{path.suffix}")
+
+
+def _is_archive(path: Path) -> bool:
+    with path.open("rb") as handle:
+        return handle.read(len(ARCHIVE_MAGIC)) == ARCHIVE_MAGIC
+
+
+def _fsync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def check_archive(settings: Settings, path: Path) -> None:
+    """Refuse anything that is not a readable pg_dump archive, before touching the database."""
+    if not path.is_file():
+        raise ConfigError(
+            f"{path} does not exist or is not a file; give the path of a .dump from inv db-backup."
+        )
+    if not _is_archive(path):
+        raise ConfigError(f"{path} is not a pg_dump custom-format archive; nothing was changed.")
+    compose = Compose(settings)
+    with path.open("rb") as source:
+        done = subprocess.run(
+            compose.argv("exec", "-T", SERVICE, "pg_restore", "--list"),
+            stdin=source,
+            capture_output=True,
+            env=compose.environment(),
+            check=False,
+        )
+    if done.returncode != 0:
+        reason = _stderr_summary(done.stderr.decode(errors="replace"), settings)
+        raise ConfigError(f"{path} cannot be read by pg_restore ({reason}); nothing was changed.")
+
+
+def restore(settings: Settings, path: Path) -> float:
+    """pg_restore into the configured database: one transaction, clean first, no owners."""
+    compose = Compose(settings)
+    started = time.monotonic()
+    argv = compose.argv(
+        "exec", "-T", SERVICE, "pg_restore", "--clean", "--if-exists", "--no-owner",
+        "--single-transaction", "--exit-on-error", *_pg_args(settings),
+    )  # fmt: skip
+    with path.open("rb") as source:
+        done = subprocess.run(
+            argv, stdin=source, capture_output=True, env=compose.environment(), check=False
+        )
+    if done.returncode != 0:
+        reason = _stderr_summary(done.stderr.decode(errors="replace"), settings)
+        raise BackupError(f"pg_restore failed, the database is unchanged: {reason}")
+    return time.monotonic() - started

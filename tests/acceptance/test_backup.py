@@ -1,0 +1,150 @@
+"""db-backup and db-restore: exact round trips, and never a lost or half-written byte."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.acceptance.stack import Stack
+
+SCHEMA = """
+CREATE TABLE people (id serial PRIMARY KEY, name text NOT NULL, profile jsonb);
+CREATE INDEX people_name ON people (name);
+CREATE SEQUENCE tickets START 100 INCREMENT 7;
+CREATE VIEW people_names AS SELECT id, upper(name) AS loud FROM people;
+INSERT INTO people (name, profile) VALUES
+  ('O''Brien "the quote"', '{"langs": ["ga", "en"], "n": 1.5}'),
+  ('Zoë Ünïcødé 🙂', '{"nested": {"deep": [1, 2, {"x": null}]}}'),
+  (E'tab\\tand\\nnewline', NULL);
+SELECT nextval('tickets'), nextval('tickets');
+"""
+
+FINGERPRINT_QUERIES = {
+    "rows": "SELECT id, name, profile::text FROM people ORDER BY id",
+    "people_seq": "SELECT last_value, is_called FROM people_id_seq",
+    "tickets_seq": "SELECT last_value, is_called FROM tickets",
+    "views": "SELECT viewname, definition FROM pg_views WHERE schemaname = 'public' ORDER BY 1",
+    "indexes": "SELECT indexdef FROM pg_indexes WHERE schemaname = 'public' ORDER BY indexname",
+    "tables": "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1",
+}
+
+
+def fingerprint(stack: Stack) -> dict[str, list]:
+    return {name: stack.query(sql) for name, sql in FINGERPRINT_QUERIES.items()}
+
+
+@pytest.fixture(scope="module")
+def stack(new_stack) -> Stack:
+    stack = new_stack("backup")
+    stack.up()
+    with stack.connect() as conn:
+        conn.execute(SCHEMA)
+    return stack
+
+
+def backup(stack: Stack, path) -> str:
+    done = stack.inv("db-backup", "--output", str(path))
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_round_trip_is_exact(stack, tmp_path):
+    original = fingerprint(stack)
+    archive = tmp_path / "exact.dump"
+    output = backup(stack, archive)
+    lines = output.strip().splitlines()
+    assert lines[-1] == str(archive)  # the path is the last line
+    assert "KiB" in lines[-2] or "MiB" in lines[-2]
+    assert archive.stat().st_mode & 0o777 == 0o600
+    # Change everything, then restore.
+    stack.query("INSERT INTO people (name) VALUES ('added later')")
+    stack.query("SELECT nextval('tickets')")
+    stack.query("DROP VIEW people_names")
+    stack.query("DROP INDEX people_name")
+    stack.query("UPDATE people SET name = 'changed' WHERE id = 1")
+    assert fingerprint(stack) != original
+    done = stack.inv("db-restore", str(archive), "--yes")
+    assert done.returncode == 0, done.stderr
+    assert "Safety backup" in done.stdout
+    assert fingerprint(stack) == original
+
+
+def test_safety_backup_holds_the_data_before_the_restore(stack, tmp_path):
+    archive = tmp_path / "before.dump"
+    backup(stack, archive)
+    stack.query("INSERT INTO people (name) VALUES ('only in the safety backup')")
+    done = stack.inv("db-restore", str(archive), "--yes")
+    assert done.returncode == 0, done.stderr
+    safety = next(
+        line.split(": ", 1)[1] for line in done.stdout.splitlines() if "Safety backup" in line
+    )
+    assert stack.query("SELECT count(*) FROM people WHERE name = 'only in the safety backup'") == [
+        (0,)
+    ]
+    assert stack.inv("db-restore", safety, "--yes", "--no-safety-backup").returncode == 0
+    assert stack.query("SELECT count(*) FROM people WHERE name = 'only in the safety backup'") == [
+        (1,)
+    ]
+
+
+def test_restore_without_yes_and_without_terminal_refuses(stack, tmp_path):
+    archive = tmp_path / "refuse.dump"
+    backup(stack, archive)
+    stack.query("INSERT INTO people (name) VALUES ('kept')")
+    before = fingerprint(stack)
+    done = stack.inv("db-restore", str(archive))
+    assert done.returncode == 2
+    assert "--yes" in done.stderr
+    assert fingerprint(stack) == before
+
+
+@pytest.mark.parametrize("content", [b"not an archive at all\n", b"PGDMP truncated"])
+def test_garbage_is_refused_and_nothing_changes(stack, tmp_path, content):
+    garbage = tmp_path / "garbage.dump"
+    garbage.write_bytes(content)
+    before = fingerprint(stack)
+    done = stack.inv("db-restore", str(garbage), "--yes")
+    assert done.returncode == 2
+    assert "nothing was changed" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert fingerprint(stack) == before
+
+
+def test_failed_restore_leaves_the_database_as_it_was(stack, tmp_path):
+    """--clean must drop `people`; a view the archive does not know blocks it: all rolls back."""
+    archive = tmp_path / "blocked.dump"
+    backup(stack, archive)
+    stack.query("CREATE VIEW blocker AS SELECT name FROM people")
+    stack.query("INSERT INTO people (name) VALUES ('after the backup')")
+    before = fingerprint(stack)
+    done = stack.inv("db-restore", str(archive), "--yes", "--no-safety-backup")
+    assert done.returncode == 1
+    assert "pg_restore failed" in done.stderr
+    assert "depend" in done.stderr  # pg_restore's own words
+    assert fingerprint(stack) == before
+    stack.query("DROP VIEW blocker")
+
+
+def test_failed_backup_leaves_no_file(stack, tmp_path):
+    target = tmp_path / "out" / "never.dump"
+    done = stack.inv("db-backup", "--output", str(target), env=stack.env(POSTGRES_DB="no_such_db"))
+    assert done.returncode == 1
+    assert "pg_dump failed" in done.stderr
+    assert "no_such_db" in done.stderr
+    assert list(target.parent.iterdir()) == []  # neither the archive nor a .partial
+
+
+def test_existing_output_is_never_overwritten(stack, tmp_path):
+    target = tmp_path / "exists.dump"
+    target.write_bytes(b"precious")
+    done = stack.inv("db-backup", "--output", str(target))
+    assert done.returncode == 2
+    assert target.read_bytes() == b"precious"
+
+
+def test_backup_of_a_stopped_database_is_a_clear_error(new_stack, tmp_path):
+    stopped = new_stack("backup-stopped")
+    target = tmp_path / "none.dump"
+    done = stopped.inv("db-backup", "--output", str(target))
+    assert done.returncode == 5
+    assert "inv db-up" in done.stderr
+    assert not target.exists()
