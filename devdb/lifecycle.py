@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import secrets
+import subprocess
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from devdb import render
-from devdb.compose import Compose, ContainerState
+from devdb.compose import Compose, ContainerState, parse_ps_output
 from devdb.errors import ConfigError, DevDbError, DockerUnavailable, NotReady, PortInUse
 from devdb.ports import free_port, port_holder, port_is_free
-from devdb.readiness import Ready, Transient, WaitForLogin, login_probe
+from devdb.readiness import Ready, TimedOut, Transient, WaitForLogin, login_probe
 from devdb.settings import SERVICE, Settings
 
 LOG_TAIL_LINES = 30
@@ -39,19 +40,40 @@ def ensure_port_available(compose: Compose) -> None:
 # Container state ---------------------------------------------------------------------------
 
 
-def container_check(compose: Compose) -> Callable[[], None]:
-    """A check for the wait loop: raise NotReady at once if the container died or loops."""
+def judge_container(compose: Compose, state: ContainerState | None) -> None:
+    """Raise NotReady if the container is gone, exited or restarting in a loop."""
+    if state is None:
+        raise NotReady(
+            "the postgres container is gone (removed while waiting); run inv db-up again."
+        )
+    if state.state in ("exited", "dead", "restarting"):
+        raise NotReady(dead_container_message(compose, state))
 
-    def check() -> None:
-        state = compose.container()
-        if state is None:
-            raise NotReady(
-                "the postgres container is gone (removed while waiting); run inv db-up again."
-            )
-        if state.state in ("exited", "dead") or state.state == "restarting":
-            raise NotReady(dead_container_message(compose, state))
 
-    return check
+class ContainerWatch:
+    """The wait loop's container check, without blocking the loop.
+
+    Each call collects the result of the `compose ps` started by the previous call (if it has
+    finished) and starts the next one, so that polling the server never waits for Docker.
+    """
+
+    def __init__(self, compose: Compose) -> None:
+        self.compose = compose
+        self.pending: subprocess.Popen[str] | None = None
+
+    def __call__(self) -> None:
+        if self.pending is not None:
+            if self.pending.poll() is None:
+                return
+            output, self.pending = self.compose.finish(self.pending), None
+            states = parse_ps_output(output)
+            judge_container(self.compose, states[0] if states else None)
+        self.pending = self.compose.start("ps", "--all", "--format", "json", SERVICE)
+
+    def close(self) -> None:
+        if self.pending is not None:
+            self.pending.kill()
+            self.pending.communicate()
 
 
 def dead_container_message(compose: Compose, state: ContainerState) -> str:
@@ -73,14 +95,19 @@ def wait_ready(compose: Compose, timeout: float, console: render.Console) -> Rea
     def show(elapsed: float, reason: str) -> None:
         console.progress(f"waiting for PostgreSQL to accept logins... {elapsed:4.1f} s ({reason})")
 
+    watch = ContainerWatch(compose)
     try:
         return WaitForLogin(
             probe=login_probe(compose.settings),
-            check_container=container_check(compose),
+            check_container=watch,
             timeout=timeout,
             on_progress=show,
         )()
+    except TimedOut:
+        judge_container(compose, compose.container())  # a dead container explains the timeout
+        raise
     finally:
+        watch.close()
         console.clear_progress()
 
 

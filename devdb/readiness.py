@@ -18,6 +18,10 @@ from devdb.settings import Settings
 FIRST_WAIT_SECONDS = 0.02
 MAX_WAIT_SECONDS = 0.5
 WAIT_GROWTH = 1.5
+# A cold start (initdb) takes a few seconds; polling every 20 ms until then costs a refused TCP
+# connection each time and finds the server within 20 ms of it being ready. After that, the
+# waits grow, so that a server stuck for minutes is not hammered.
+FAST_POLL_SECONDS = 10.0
 CONTAINER_CHECK_EVERY_SECONDS = 1.0
 CONNECT_TIMEOUT_SECONDS = 5
 
@@ -41,6 +45,10 @@ CREDENTIAL_MARKERS = (
 )
 ROLE_MISSING_MARKER = "role"
 DATABASE_MISSING_MARKER = "database"
+
+
+class TimedOut(NotReady):
+    """No login before the timeout (the container may still be alive)."""
 
 
 class Transient(Exception):
@@ -127,7 +135,7 @@ def login_probe(settings: Settings) -> Callable[[], str]:
 
 @dataclass
 class WaitForLogin:
-    """Polls `probe` until it returns, with short waits growing to MAX_WAIT_SECONDS."""
+    """Polls `probe` until it returns: every 20 ms at first, then less and less often."""
 
     probe: Callable[[], str]
     check_container: Callable[[], None]
@@ -137,7 +145,7 @@ class WaitForLogin:
     on_progress: Callable[[float, str], None] | None = None
 
     def __call__(self) -> Ready:
-        from tenacity import RetryError, Retrying, retry_if_exception_type, wait_exponential
+        from tenacity import RetryError, Retrying, retry_if_exception_type
 
         started = self.clock()
         last_check = started
@@ -159,19 +167,25 @@ class WaitForLogin:
                     self.on_progress(self.clock() - started, last_reason)
                 raise
 
+        slow_attempts = 0
+
+        def wait(state: object) -> float:
+            nonlocal slow_attempts
+            if self.clock() - started < FAST_POLL_SECONDS:
+                return FIRST_WAIT_SECONDS
+            slow_attempts += 1
+            return min(MAX_WAIT_SECONDS, FIRST_WAIT_SECONDS * WAIT_GROWTH**slow_attempts)
+
         retrying = Retrying(
             retry=retry_if_exception_type(Transient),
-            wait=wait_exponential(
-                multiplier=FIRST_WAIT_SECONDS, exp_base=WAIT_GROWTH, max=MAX_WAIT_SECONDS
-            ),
+            wait=wait,
             stop=lambda state: self.clock() - started >= self.timeout,
             sleep=self.sleep,
         )
         try:
             version = retrying(attempt)
         except RetryError:
-            self.check_container()
-            raise NotReady(
+            raise TimedOut(
                 f"PostgreSQL did not accept a login within {self.timeout:g} s "
                 f"(last answer: {last_reason}); see inv db-logs, or raise --timeout."
             ) from None

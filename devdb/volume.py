@@ -28,8 +28,23 @@ class VolumeFacts:
     image_major: int | None
 
 
-def start_inspect(settings: Settings) -> subprocess.Popen[str]:
-    """Start `docker inspect` of the volume and the image; read it with `facts_from`."""
+class _Answered:
+    """A finished look-up, with the interface of a running `docker inspect`."""
+
+    def __init__(self, objects: list[dict]) -> None:
+        self.output = json.dumps(objects)
+
+    def communicate(self) -> tuple[str, None]:
+        return self.output, None
+
+
+def start_inspect(settings: Settings) -> subprocess.Popen[str] | _Answered:
+    """Look up the volume and the image (engine socket, else `docker inspect` in the background)."""
+    from devdb.engine import volume_and_image
+
+    objects = volume_and_image(settings.volume_name, settings.image)
+    if objects is not None:
+        return _Answered(objects)
     try:
         return subprocess.Popen(
             ["docker", "inspect", settings.volume_name, settings.image],
@@ -41,8 +56,8 @@ def start_inspect(settings: Settings) -> subprocess.Popen[str]:
         raise DockerUnavailable(f"`docker` was not found; {INSTALL_DOCKER_HINT}.") from None
 
 
-def facts_from(process: subprocess.Popen[str]) -> VolumeFacts:
-    # Exit code 1 when either is missing; the found objects are still printed.
+def facts_from(process: subprocess.Popen[str] | _Answered) -> VolumeFacts:
+    # `docker inspect` exits 1 when either is missing; the found objects are still printed.
     output, _ = process.communicate()
     try:
         objects = json.loads(output or "[]")

@@ -7,6 +7,7 @@ import pytest
 from devdb.errors import CredentialsRejected, DevDbError, NotReady
 from devdb.readiness import (
     CONTAINER_CHECK_EVERY_SECONDS,
+    FAST_POLL_SECONDS,
     FIRST_WAIT_SECONDS,
     MAX_WAIT_SECONDS,
     Transient,
@@ -63,15 +64,26 @@ def test_ready_at_first_try_does_not_sleep_or_look_at_the_container():
     assert checks == []
 
 
-def test_transient_errors_are_retried_with_short_growing_waits():
+def test_transient_errors_are_retried_every_20_ms_at_first():
     clock = FakeClock()
     probe = ScriptedProbe(clock, [Transient("connection refused")] * 12)
     ready = wait(clock, probe)
     assert probe.calls == 13
-    assert clock.sleeps[0] == pytest.approx(FIRST_WAIT_SECONDS)
-    assert all(b >= a for a, b in zip(clock.sleeps, clock.sleeps[1:], strict=False))
-    assert max(clock.sleeps) == pytest.approx(MAX_WAIT_SECONDS)
+    assert clock.sleeps == [pytest.approx(FIRST_WAIT_SECONDS)] * 12
     assert ready.seconds == pytest.approx(sum(clock.sleeps) + 13 * clock.probe_cost)
+
+
+def test_waits_grow_to_half_a_second_after_the_fast_phase():
+    clock = FakeClock()
+    probe = ScriptedProbe(clock, [Transient("connection refused")] * 2000)
+    with pytest.raises(NotReady):
+        wait(clock, probe, timeout=FAST_POLL_SECONDS + 30)
+    slow = [s for s in clock.sleeps if s > FIRST_WAIT_SECONDS + 1e-9]
+    assert slow == sorted(slow)
+    assert max(clock.sleeps) == pytest.approx(MAX_WAIT_SECONDS)
+    fast_phase = clock.sleeps[: len(clock.sleeps) - len(slow)]
+    # (plus each probe's own cost, the fast phase is FAST_POLL_SECONDS long)
+    assert FAST_POLL_SECONDS * 0.9 < sum(fast_phase) <= FAST_POLL_SECONDS
 
 
 def test_rejected_password_ends_the_wait_at_once():
@@ -115,7 +127,7 @@ def test_dead_container_ends_the_wait_at_the_next_check():
 
 def test_container_is_checked_about_once_a_second_while_waiting():
     clock, checks = FakeClock(), []
-    probe = ScriptedProbe(clock, [Transient("connection refused")] * 40)
+    probe = ScriptedProbe(clock, [Transient("connection refused")] * 150)
     wait(clock, probe, check=lambda: checks.append(clock.now))
     elapsed = clock.now - 1000.0
     assert 1 <= len(checks) <= elapsed / CONTAINER_CHECK_EVERY_SECONDS + 1
