@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import os
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -25,7 +26,7 @@ def handled(body: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(body)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return body(*args, **kwargs)
+            result = body(*args, **kwargs)
         except Exit:
             raise
         except DevDbError as err:
@@ -42,8 +43,30 @@ def handled(body: Callable[..., Any]) -> Callable[..., Any]:
                 f"unexpected error: {type(err).__name__}: {err} (set {DEBUG_VARIABLE}=1 for the traceback)",
                 code=EXIT_UNEXPECTED,
             ) from None
+        finish_fast(body.__name__)
+        return result
 
     return wrapper
+
+
+def finish_fast(task_name: str) -> None:
+    """End the process now when this was the only task: skip the interpreter's teardown.
+
+    With psycopg, tenacity and Invoke loaded, Python's shutdown takes about 0.1 s on a 2-core
+    machine (measured: `import invoke, psycopg, tenacity` 0.52 s, 0.39 s with os._exit), which
+    is over 10% of a warm `db-up`. Nothing of ours needs it: streams are flushed here, and
+    connections, files and subprocesses are closed by the task before it returns.
+    """
+    if os.environ.get(DEBUG_VARIABLE):
+        return
+    task_names = {
+        name.replace("_", "-") for name, value in globals().items() if hasattr(value, "body")
+    }
+    if [arg for arg in sys.argv[1:] if arg in task_names] != [task_name.replace("_", "-")]:
+        return  # more tasks follow (inv db-up db-status): let Invoke run them
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def _settings():

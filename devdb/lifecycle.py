@@ -11,12 +11,23 @@ from dataclasses import dataclass
 
 from devdb import render
 from devdb.compose import Compose, ContainerState, parse_ps_output
-from devdb.errors import ConfigError, DevDbError, DockerUnavailable, NotReady, PortInUse
+from devdb.errors import (
+    CommandFailed,
+    ConfigError,
+    DevDbError,
+    DockerUnavailable,
+    NotReady,
+    PortInUse,
+)
 from devdb.ports import free_port, port_holder, port_is_free
 from devdb.readiness import Ready, TimedOut, Transient, WaitForLogin, login_probe
 from devdb.settings import SERVICE, Settings
 
 LOG_TAIL_LINES = 30
+# What Compose says when another `up` of the same project creates the same objects meanwhile.
+RACE_MARKERS = ("is already in use", "already exists", "No such container", "is marked for removal")
+RACE_RETRIES = 3
+RACE_PAUSE_SECONDS = 0.2
 MARKER_PREFIX = "devdb_persistence_"
 
 
@@ -143,11 +154,30 @@ def up(settings: Settings, timeout: float, console: render.Console) -> Ready:
     import psycopg  # noqa: F401
     import tenacity  # noqa: F401
 
-    compose.finish(process)
+    finish_start(compose, process)
     ready = wait_ready(compose, timeout, console)
     total = time.monotonic() - started
     console.line(render.up_summary(settings, ready.server_version, total))
     return ready
+
+
+def finish_start(compose: Compose, process: subprocess.Popen[str]) -> None:
+    """Wait for `compose up`; if a simultaneous db-up won the race to create, start again."""
+    try:
+        compose.finish(process)
+        return
+    except CommandFailed as exc:
+        if not any(marker in exc.output for marker in RACE_MARKERS):
+            raise
+    for _ in range(RACE_RETRIES):
+        time.sleep(RACE_PAUSE_SECONDS)
+        try:
+            compose.run("up", "--detach", SERVICE)  # idempotent: finds what the other created
+            return
+        except CommandFailed as exc:
+            if not any(marker in exc.output for marker in RACE_MARKERS):
+                raise
+    compose.run("up", "--detach", SERVICE)
 
 
 def down(settings: Settings, console: render.Console) -> None:
