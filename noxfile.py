@@ -78,6 +78,13 @@ def bench(session: nox.Session) -> None:
     session.run("python", "scripts/bench.py", *session.posargs)
 
 
+@nox.session(name="bench-backup")
+def bench_backup(session: nox.Session) -> None:
+    """Time and peak memory of db-backup / db-restore at about 20 MB and 200 MB."""
+    install(session)
+    session.run("python", "scripts/bench_backup.py", *session.posargs)
+
+
 def _docker_answers() -> bool:
     if not shutil.which("docker"):
         return False

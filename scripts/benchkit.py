@@ -80,6 +80,13 @@ class BenchStack:
         if done.returncode != 0:
             raise RuntimeError(f"inv {' '.join(args)} failed: {done.stderr.strip()}")
 
+    def connect(self):
+        import psycopg
+
+        return psycopg.connect(host="127.0.0.1", port=self.port, user=USER, password=PASSWORD,
+                               dbname=DATABASE, sslmode="disable", gssencmode="disable",
+                               autocommit=True)  # fmt: skip
+
     def wait_for_login(self, timeout: float = 120) -> None:
         """The floor's readiness: a real login and SELECT 1, polled every 10 ms."""
         import psycopg
@@ -87,8 +94,7 @@ class BenchStack:
         deadline = time.monotonic() + timeout
         while True:
             try:
-                with psycopg.connect(host="127.0.0.1", port=self.port, user=USER, password=PASSWORD,
-                                     dbname=DATABASE, sslmode="disable", gssencmode="disable") as conn:  # fmt: skip
+                with self.connect() as conn:
                     conn.execute("SELECT 1")
                 return
             except psycopg.OperationalError:
