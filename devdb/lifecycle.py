@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from devdb import render
+from devdb import readiness, render
 from devdb.compose import Compose, ContainerState, parse_ps_output
 from devdb.errors import (
     CommandFailed,
@@ -270,17 +270,7 @@ def persistence_test(settings: Settings, timeout: float, console: render.Console
         return result
 
     def connect() -> psycopg.Connection:
-        s = settings
-        return psycopg.connect(
-            host=s.connect_host,
-            port=s.port,
-            user=s.user,
-            password=s.password,
-            dbname=s.database,
-            autocommit=True,
-            sslmode="disable",
-            gssencmode="disable",
-        )
+        return readiness.connect(settings, application_name="devdb-persistence-test")
 
     def write_marker() -> None:
         with connect() as conn:

@@ -105,6 +105,25 @@ def missing_database_message(settings: Settings, reason: str) -> str:
     )
 
 
+def connect(settings: Settings, application_name: str = "devdb"):
+    """A psycopg connection to the configured database through the published port."""
+    import psycopg
+
+    return psycopg.connect(
+        host=settings.connect_host,
+        port=settings.port,
+        user=settings.user,
+        password=settings.password,
+        dbname=settings.database,
+        connect_timeout=CONNECT_TIMEOUT_SECONDS,
+        # Loopback only: skip the SSL and GSS negotiation round trips.
+        sslmode="disable",
+        gssencmode="disable",
+        application_name=application_name,
+        autocommit=True,
+    )
+
+
 def login_probe(settings: Settings) -> Callable[[], str]:
     """A probe that logs in over TCP, runs SELECT 1 and returns the server version."""
 
@@ -112,19 +131,7 @@ def login_probe(settings: Settings) -> Callable[[], str]:
         import psycopg
 
         try:
-            with psycopg.connect(
-                host=settings.connect_host,
-                port=settings.port,
-                user=settings.user,
-                password=settings.password,
-                dbname=settings.database,
-                connect_timeout=CONNECT_TIMEOUT_SECONDS,
-                # Loopback only: skip the SSL and GSS negotiation round trips.
-                sslmode="disable",
-                gssencmode="disable",
-                application_name="devdb-readiness",
-                autocommit=True,
-            ) as conn:
+            with connect(settings, application_name="devdb-readiness") as conn:
                 conn.execute("SELECT 1").fetchone()
                 return conn.info.parameter_status("server_version") or "unknown"
         except psycopg.OperationalError as exc:

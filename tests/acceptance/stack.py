@@ -208,20 +208,25 @@ class Stack:
     def connect(
         self, user: str = SEED_USER, password: str = SEED_PASSWORD, dbname: str = SEED_DATABASE
     ) -> psycopg.Connection:
-        return psycopg.connect(
-            host="127.0.0.1",
-            port=self.port,
-            user=user,
-            password=password,
-            dbname=dbname,
-            autocommit=True,
-            connect_timeout=10,
-        )
+        return connect_local(self.port, user, password, dbname)
 
     def query(self, sql: str, params: tuple = (), **login: str) -> list[tuple]:
         with self.connect(**login) as conn:
             cursor = conn.execute(sql, params)
             return cursor.fetchall() if cursor.description else []
+
+
+def connect_local(port: int, user: str, password: str, dbname: str) -> psycopg.Connection:
+    """A connection to a server published on 127.0.0.1:`port` (autocommit)."""
+    return psycopg.connect(
+        host="127.0.0.1",
+        port=port,
+        user=user,
+        password=password,
+        dbname=dbname,
+        autocommit=True,
+        connect_timeout=10,
+    )
 
 
 def host_psql() -> list[str]:

@@ -15,7 +15,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tests.acceptance.stack import IMAGE, RUN_PREFIX, free_port, run
+from tests.acceptance.stack import IMAGE, RUN_PREFIX, connect_local, free_port, run
 
 READY_LINE = "database system is ready to accept connections"
 INIT_DONE_LINE = "PostgreSQL init process complete; ready for start up."
@@ -68,15 +68,7 @@ class Container:
         return done.stdout
 
     def connect(self, user: str, password: str, dbname: str) -> psycopg.Connection:
-        return psycopg.connect(
-            host="127.0.0.1",
-            port=self.port,
-            user=user,
-            password=password,
-            dbname=dbname,
-            autocommit=True,
-            connect_timeout=10,
-        )
+        return connect_local(self.port, user, password, dbname)
 
     def remove(self) -> None:
         run(["docker", "rm", "-f", "-v", self.name])
