@@ -51,13 +51,15 @@ def ensure_port_available(compose: Compose) -> None:
 # Container state ---------------------------------------------------------------------------
 
 
-def judge_container(compose: Compose, state: ContainerState | None) -> None:
+def judge_container(
+    compose: Compose, state: ContainerState | None, restarting_is_a_loop: bool = True
+) -> None:
     """Raise NotReady if the container is gone, exited or restarting in a loop."""
     if state is None:
         raise NotReady(
             "the postgres container is gone (removed while waiting); run inv db-up again."
         )
-    if state.state in ("exited", "dead", "restarting"):
+    if state.state in ("exited", "dead") or (state.state == "restarting" and restarting_is_a_loop):
         raise NotReady(dead_container_message(compose, state))
 
 
@@ -66,11 +68,14 @@ class ContainerWatch:
 
     Each call collects the result of the `compose ps` started by the previous call (if it has
     finished) and starts the next one, so that polling the server never waits for Docker.
+    One restart (a crash the restart policy is handling) is not a loop: "restarting" must be
+    seen twice in a row.
     """
 
     def __init__(self, compose: Compose) -> None:
         self.compose = compose
         self.pending: subprocess.Popen[str] | None = None
+        self.was_restarting = False
 
     def __call__(self) -> None:
         if self.pending is not None:
@@ -78,7 +83,9 @@ class ContainerWatch:
                 return
             output, self.pending = self.compose.finish(self.pending), None
             states = parse_ps_output(output)
-            judge_container(self.compose, states[0] if states else None)
+            state = states[0] if states else None
+            judge_container(self.compose, state, restarting_is_a_loop=self.was_restarting)
+            self.was_restarting = state is not None and state.state == "restarting"
         self.pending = self.compose.start("ps", "--all", "--format", "json", SERVICE)
 
     def close(self) -> None:
