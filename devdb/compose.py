@@ -12,6 +12,9 @@ import json
 import os
 import shutil
 import subprocess
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -190,6 +193,27 @@ class Compose:
                 f"or set POSTGRES_PORT to a free port in .env (inv doctor names the holder)."
             )
         return CommandFailed(argv, returncode, output)
+
+    @contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """Hold this machine's lock on the project while creating or removing its objects.
+
+        Docker Engine 20.10 lets two simultaneous `compose up` create two networks of the same
+        name, after which every command fails with "network ... is ambiguous". Our tasks take
+        this lock around such changes, so that simultaneous db-up runs wait for each other.
+        """
+        try:
+            import fcntl
+        except ImportError:  # Windows without WSL: no flock; Compose's own checks remain
+            yield
+            return
+        path = Path(tempfile.gettempdir()) / f"devdb-{self.settings.project}.lock"
+        with path.open("a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     # Queries -----------------------------------------------------------------------------
 

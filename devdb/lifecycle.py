@@ -156,12 +156,13 @@ def up(settings: Settings, timeout: float, console: render.Console) -> Ready:
     if layout:
         console.note(f"warning: {layout}")
     console.progress("starting PostgreSQL...")
-    process = compose.start("up", "--detach", SERVICE)
-    # Import the database client while Compose works: it is needed right after.
-    import psycopg  # noqa: F401
-    import tenacity  # noqa: F401
+    with compose.exclusive():
+        process = compose.start("up", "--detach", SERVICE)
+        # Import the database client while Compose works: it is needed right after.
+        import psycopg  # noqa: F401
+        import tenacity  # noqa: F401
 
-    finish_start(compose, process)
+        finish_start(compose, process)
     ready = wait_ready(compose, timeout, console)
     total = time.monotonic() - started
     console.line(render.up_summary(settings, ready.server_version, total))
@@ -169,7 +170,7 @@ def up(settings: Settings, timeout: float, console: render.Console) -> Ready:
 
 
 def finish_start(compose: Compose, process: subprocess.Popen[str]) -> None:
-    """Wait for `compose up`; if a simultaneous db-up won the race to create, start again."""
+    """Wait for `compose up`; if another start (outside our lock) won a race, start again."""
     try:
         compose.finish(process)
         return
@@ -188,7 +189,9 @@ def finish_start(compose: Compose, process: subprocess.Popen[str]) -> None:
 
 
 def down(settings: Settings, console: render.Console) -> None:
-    Compose(settings).run("down")
+    compose = Compose(settings)
+    with compose.exclusive():
+        compose.run("down")
     console.line(
         f"Stopped and removed {settings.container_name}; the data is kept in the volume "
         f"{settings.volume_name} (inv db-up brings it back)."
@@ -302,8 +305,9 @@ def persistence_test(settings: Settings, timeout: float, console: render.Console
     try:
         step("create marker table and row", write_marker)
         written = True
-        step("docker compose down (keeps volume)", lambda: compose.run("down"))
-        step("docker compose up -d", lambda: compose.run("up", "--detach", SERVICE))
+        with compose.exclusive():
+            step("docker compose down (keeps volume)", lambda: compose.run("down"))
+            step("docker compose up -d", lambda: compose.run("up", "--detach", SERVICE))
         step("wait until ready", lambda: wait_ready(compose, timeout, console))
         rows = step("read the marker row", read_marker)
     finally:
@@ -329,7 +333,9 @@ def reset(
         f"{settings.volume_name}: every table and row of database {settings.database}."
     )
     _confirm("Type 'yes' to destroy it: ", yes, ask)
-    Compose(settings).run("down", "--volumes")
+    compose = Compose(settings)
+    with compose.exclusive():
+        compose.run("down", "--volumes")
     console.line(
         f"Removed {settings.container_name} and {settings.volume_name}; inv db-up starts an empty database."
     )

@@ -132,6 +132,18 @@ def test_three_simultaneous_db_up_from_a_stopped_stack(new_stack):
         ]
     )
     assert len(containers.stdout.split()) == 1
+    # Engine 20.10 can make one network per simultaneous `up` ("network ... is ambiguous").
+    networks = run(
+        [
+            "docker",
+            "network",
+            "ls",
+            "--quiet",
+            "--filter",
+            f"label=com.docker.compose.project={stack.project}",
+        ]
+    )
+    assert len(networks.stdout.split()) == 1
 
 
 def test_ctrl_c_while_waiting_exits_130_and_leaves_the_stack_usable(new_stack):
