@@ -120,15 +120,9 @@ def db_down(c):
 @handled
 def db_status(c, json=False):
     """Show state, health and whether a real login works. Exit 0 only when ready, else 5."""
-    from devdb import lifecycle, render
-    from devdb.errors import NotReady
+    from devdb import lifecycle
 
-    result = lifecycle.status(_settings())
-    print(render.status_json(result) if json else render.status_text(result))
-    if not result["ready"]:
-        raise NotReady(
-            result.get("detail") or f"the database is {result['state']}; start it with inv db-up."
-        )
+    lifecycle.show_status(_settings(), json, _console())
 
 
 @task(

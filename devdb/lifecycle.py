@@ -223,6 +223,16 @@ def status(settings: Settings) -> dict:
     return result
 
 
+def show_status(settings: Settings, as_json: bool, console: render.Console) -> None:
+    """Print the status; raise NotReady (exit 5) unless a login works."""
+    result = status(settings)
+    console.line(render.status_json(result) if as_json else render.status_text(result))
+    if not result["ready"]:
+        raise NotReady(
+            result.get("detail") or f"the database is {result['state']}; start it with inv db-up."
+        )
+
+
 def logs(settings: Settings, follow: bool, tail: str | None) -> int:
     args = ["logs", "--no-color"]
     if follow:
