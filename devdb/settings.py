@@ -62,13 +62,13 @@ def compose_defaults(compose_file: Path = COMPOSE_FILE) -> dict[str, str]:
 
 def read_env_file(path: Path) -> dict[str, str]:
     """Values of a dotenv file, without touching os.environ; a malformed line is an error."""
+    from io import StringIO
+
     from dotenv import dotenv_values
     from dotenv.parser import parse_stream
 
     text = path.read_text(encoding="utf-8")
     # python-dotenv only logs unparsable lines and goes on; a typo must not pass silently.
-    from io import StringIO
-
     for binding in parse_stream(StringIO(text)):
         if binding.error:
             line = binding.original.line

@@ -130,7 +130,8 @@ def test_container_is_checked_about_once_a_second_while_waiting():
     probe = ScriptedProbe(clock, [Transient("connection refused")] * 150)
     wait(clock, probe, check=lambda: checks.append(clock.now))
     elapsed = clock.now - 1000.0
-    assert 1 <= len(checks) <= elapsed / CONTAINER_CHECK_EVERY_SECONDS + 1
+    assert len(checks) >= 1
+    assert len(checks) <= elapsed / CONTAINER_CHECK_EVERY_SECONDS + 1
 
 
 def test_progress_reports_elapsed_time_and_reason():
