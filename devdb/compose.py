@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from devdb.errors import CommandFailed, DockerUnavailable, PortInUse
+from devdb.errors import CommandFailed, ConfigError, DockerUnavailable, PortInUse
 from devdb.settings import SERVICE, Settings
 
 # Where the Docker CLI looks for the compose plugin (docs: "Install the plugin manually").
@@ -32,6 +32,15 @@ _PLUGIN_DIRS = (
 )
 _DAEMON_DOWN_MARKERS = ("Cannot connect to the Docker daemon", "error during connect")
 _PORT_TAKEN_MARKERS = ("port is already allocated", "address already in use")
+# What a failed image pull looks like (unknown name, no registry, no network).
+_PULL_FAILED_MARKERS = (
+    "pull access denied",
+    "manifest unknown",
+    "failed to resolve reference",
+    "error pulling image",
+    'Get "https://',
+    "no such host",
+)
 INSTALL_DOCKER_HINT = (
     "install Docker Engine >= 20.10 with the Compose v2 plugin, then run inv check-docker"
 )
@@ -191,6 +200,13 @@ class Compose:
             return PortInUse(
                 f"port {s.bind}:{s.port} is already in use; stop what holds it "
                 f"or set POSTGRES_PORT to a free port in .env (inv doctor names the holder)."
+            )
+        if any(marker in output for marker in _PULL_FAILED_MARKERS):
+            reason = output.strip().splitlines()[-1] if output.strip() else "no output"
+            return ConfigError(
+                f"POSTGRES_IMAGE={self.settings.image!r} is not on this machine and could not be "
+                f"pulled ({reason}); check the name and the network, or on a machine without a "
+                "registry run scripts/build-offline-image.sh and set POSTGRES_IMAGE to the tag it prints."
             )
         return CommandFailed(argv, returncode, output)
 

@@ -155,6 +155,8 @@ def up(settings: Settings, timeout: float, console: render.Console) -> Ready:
     layout = volume.layout_warning(facts)
     if layout:
         console.note(f"warning: {layout}")
+    if not facts.image_present:
+        console.note(f"pulling {settings.image} (first start on this machine only)...")
     console.progress("starting PostgreSQL...")
     with compose.exclusive():
         process = compose.start("up", "--detach", SERVICE)

@@ -26,6 +26,7 @@ class VolumeFacts:
     volume_exists: bool
     mountpoint: str | None
     image_major: int | None
+    image_present: bool = False
 
 
 class _Answered:
@@ -69,6 +70,7 @@ def facts_from(process: subprocess.Popen[str] | _Answered) -> VolumeFacts:
         volume_exists=volume is not None,
         mountpoint=volume.get("Mountpoint") if volume else None,
         image_major=_image_major(image) if image else None,
+        image_present=image is not None,
     )
 
 

@@ -166,6 +166,15 @@ def test_unknown_flag_is_invokes_usage_error(shared_stack):
     assert "Traceback" not in done.stderr
 
 
+def test_image_that_cannot_be_pulled_names_postgres_image(new_stack):
+    stack = new_stack("no-image")
+    done = stack.inv("db-up", env=stack.env(POSTGRES_IMAGE="devdb-test-no-such-image:never"))
+    assert_clean_failure(
+        done, 2, "POSTGRES_IMAGE='devdb-test-no-such-image:never'", "build-offline-image"
+    )
+    assert "pulling devdb-test-no-such-image:never" in done.stderr
+
+
 def test_unreachable_daemon_exits_3(new_stack):
     stack = new_stack("no-daemon")
     env = stack.env(DOCKER_HOST="unix:///nonexistent/docker.sock")

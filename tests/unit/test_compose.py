@@ -8,7 +8,7 @@ import pytest
 
 from devdb import compose as compose_module
 from devdb.compose import Compose, parse_ps_output
-from devdb.errors import CommandFailed, DockerUnavailable, PortInUse
+from devdb.errors import CommandFailed, ConfigError, DockerUnavailable, PortInUse
 
 ROW = {
     "Name": "ai-interviewer-postgres",
@@ -101,6 +101,14 @@ def test_ps_without_containers(text):
         ("Bind for 127.0.0.1:5432 failed: port is already allocated", PortInUse),
         ("listen tcp4 127.0.0.1:5432: bind: address already in use", PortInUse),
         ("no such service: x", CommandFailed),
+        (
+            "Error response from daemon: pull access denied for nope, repository does not exist",
+            ConfigError,
+        ),
+        (
+            'Get "https://registry-1.docker.io/v2/": dial tcp: lookup registry-1.docker.io: no such host',
+            ConfigError,
+        ),
     ],
 )
 def test_failures_are_mapped_to_their_error(plugin, make_settings, output, error):

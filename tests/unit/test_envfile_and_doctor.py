@@ -137,7 +137,7 @@ def test_volume_facts_from_one_inspect_of_volume_and_image():
         {"Name": "v", "Mountpoint": "/var/lib/docker/volumes/v/_data"},
         {"RepoTags": ["postgres:15-alpine"], "Config": {"Env": ["PATH=/x", "PG_MAJOR=15"]}},
     ]))  # fmt: skip
-    assert facts == volume.VolumeFacts(True, "/var/lib/docker/volumes/v/_data", 15)
+    assert facts == volume.VolumeFacts(True, "/var/lib/docker/volumes/v/_data", 15, True)
     assert volume.facts_from(FakeInspect([])) == volume.VolumeFacts(False, None, None)
 
 
