@@ -47,6 +47,15 @@ INSTALL_DOCKER_HINT = (
 START_DAEMON_HINT = "start Docker (Docker Desktop, or `sudo systemctl start docker`), then retry"
 
 
+@contextmanager
+def cli_found(program: str) -> Iterator[None]:
+    """Turn "no such program" into the one DockerUnavailable message with the install hint."""
+    try:
+        yield
+    except FileNotFoundError:
+        raise DockerUnavailable(f"`{program}` was not found; {INSTALL_DOCKER_HINT}.") from None
+
+
 def _plugin_installed() -> bool:
     return any(Path(d).expanduser().joinpath("docker-compose").is_file() for d in _PLUGIN_DIRS)
 
@@ -146,7 +155,7 @@ class Compose:
     def run(self, *args: str, timeout: float | None = None) -> str:
         """Run and return stdout; raise a DevDbError with the output on failure."""
         argv = self.argv(*args)
-        try:
+        with cli_found(argv[0]):
             done = subprocess.run(
                 argv,
                 capture_output=True,
@@ -155,8 +164,6 @@ class Compose:
                 timeout=timeout,
                 check=False,
             )
-        except FileNotFoundError:
-            raise DockerUnavailable(f"`{argv[0]}` was not found; {INSTALL_DOCKER_HINT}.") from None
         if done.returncode != 0:
             raise self.failure(argv, done.returncode, done.stdout + done.stderr)
         return done.stdout
@@ -164,7 +171,7 @@ class Compose:
     def start(self, *args: str) -> subprocess.Popen[str]:
         """Start a command without waiting (stdout and stderr captured together)."""
         argv = self.argv(*args)
-        try:
+        with cli_found(argv[0]):
             return subprocess.Popen(
                 argv,
                 stdout=subprocess.PIPE,
@@ -172,8 +179,6 @@ class Compose:
                 text=True,
                 env=self.environment(),
             )
-        except FileNotFoundError:
-            raise DockerUnavailable(f"`{argv[0]}` was not found; {INSTALL_DOCKER_HINT}.") from None
 
     def finish(self, process: subprocess.Popen[str]) -> str:
         """Wait for a command from `start`; raise like `run` on failure."""
@@ -185,10 +190,8 @@ class Compose:
     def interactive(self, *args: str) -> int:
         """Run with the user's terminal attached; return the exit code."""
         argv = self.argv(*args)
-        try:
+        with cli_found(argv[0]):
             return subprocess.run(argv, env=self.environment(), check=False).returncode
-        except FileNotFoundError:
-            raise DockerUnavailable(f"`{argv[0]}` was not found; {INSTALL_DOCKER_HINT}.") from None
 
     def failure(self, argv: list[str], returncode: int, output: str) -> Exception:
         """The error for a failed command: daemon down, port taken, or the generic one."""
@@ -248,10 +251,8 @@ class Compose:
 def docker(*args: str, timeout: float | None = 60) -> str:
     """Run a plain `docker` command (volumes, other containers) and return its stdout."""
     argv = ["docker", *args]
-    try:
+    with cli_found("docker"):
         done = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=timeout)
-    except FileNotFoundError:
-        raise DockerUnavailable(f"`docker` was not found; {INSTALL_DOCKER_HINT}.") from None
     if done.returncode != 0:
         output = done.stdout + done.stderr
         if any(marker in output for marker in _DAEMON_DOWN_MARKERS):

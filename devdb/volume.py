@@ -12,8 +12,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from devdb.compose import INSTALL_DOCKER_HINT, docker
-from devdb.errors import ConfigError, DevDbError, DockerUnavailable
+from devdb.compose import cli_found, docker
+from devdb.errors import ConfigError, DevDbError
 from devdb.settings import DATA_DIR, Settings
 
 NEW_LAYOUT_MAJOR = 18  # from 18 on, the official image keeps its data under /var/lib/postgresql
@@ -46,15 +46,13 @@ def start_inspect(settings: Settings) -> subprocess.Popen[str] | _Answered:
     objects = volume_and_image(settings.volume_name, settings.image)
     if objects is not None:
         return _Answered(objects)
-    try:
+    with cli_found("docker"):
         return subprocess.Popen(
             ["docker", "inspect", settings.volume_name, settings.image],
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             text=True,
         )
-    except FileNotFoundError:
-        raise DockerUnavailable(f"`docker` was not found; {INSTALL_DOCKER_HINT}.") from None
 
 
 def facts_from(process: subprocess.Popen[str] | _Answered) -> VolumeFacts:
