@@ -10,7 +10,6 @@ as it was.
 from __future__ import annotations
 
 import os
-import subprocess
 import tempfile
 import time
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ from pathlib import Path
 
 from devdb.compose import Compose
 from devdb.errors import ConfigError, DevDbError, NotReady
-from devdb.settings import SERVICE, Settings
+from devdb.settings import Settings
 
 ARCHIVE_MAGIC = b"PGDMP"  # the first bytes of every pg_dump custom-format archive
 FILE_MODE = 0o600
@@ -52,8 +51,8 @@ def _pg_args(settings: Settings) -> list[str]:
     return ["-U", settings.user, "-d", settings.database]
 
 
-def _stderr_summary(text: str, settings: Settings) -> str:
-    lines = [line for line in settings.mask(text).strip().splitlines() if line.strip()]
+def _stderr_summary(text: str) -> str:
+    lines = [line for line in text.strip().splitlines() if line.strip()]
     return " | ".join(lines[-STDERR_LINES_SHOWN:]) or "(no message)"
 
 
@@ -78,18 +77,13 @@ def backup(settings: Settings, output: Path | None = None) -> BackupResult:
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as sink:
-            argv = compose.argv(
-                "exec", "-T", SERVICE, "pg_dump", "--format=custom", *_pg_args(settings)
-            )
-            done = subprocess.run(
-                argv, stdout=sink, stderr=subprocess.PIPE, env=compose.environment(), check=False
+            code, errors = compose.exec_streamed(
+                "pg_dump", "--format=custom", *_pg_args(settings), stdout=sink
             )
             sink.flush()
             os.fsync(sink.fileno())
-        if done.returncode != 0:
-            raise BackupError(
-                f"pg_dump failed: {_stderr_summary(done.stderr.decode(errors='replace'), settings)}"
-            )
+        if code != 0:
+            raise BackupError(f"pg_dump failed: {_stderr_summary(errors)}")
         if not _is_archive(tmp):
             raise BackupError("pg_dump produced no archive; nothing was written.")
         os.chmod(tmp, FILE_MODE)
@@ -129,33 +123,25 @@ def check_archive(settings: Settings, path: Path) -> None:
         )
     if not _is_archive(path):
         raise ConfigError(f"{path} is not a pg_dump custom-format archive; nothing was changed.")
-    compose = Compose(settings)
     with path.open("rb") as source:
-        done = subprocess.run(
-            compose.argv("exec", "-T", SERVICE, "pg_restore", "--list"),
-            stdin=source,
-            capture_output=True,
-            env=compose.environment(),
-            check=False,
+        code, errors = Compose(settings).exec_streamed("pg_restore", "--list", stdin=source)
+    if code != 0:
+        raise ConfigError(
+            f"{path} cannot be read by pg_restore ({_stderr_summary(errors)}); nothing was changed."
         )
-    if done.returncode != 0:
-        reason = _stderr_summary(done.stderr.decode(errors="replace"), settings)
-        raise ConfigError(f"{path} cannot be read by pg_restore ({reason}); nothing was changed.")
 
 
 def restore(settings: Settings, path: Path) -> float:
     """pg_restore into the configured database: one transaction, clean first, no owners."""
-    compose = Compose(settings)
     started = time.monotonic()
-    argv = compose.argv(
-        "exec", "-T", SERVICE, "pg_restore", "--clean", "--if-exists", "--no-owner",
-        "--single-transaction", "--exit-on-error", *_pg_args(settings),
-    )  # fmt: skip
     with path.open("rb") as source:
-        done = subprocess.run(
-            argv, stdin=source, capture_output=True, env=compose.environment(), check=False
+        code, errors = Compose(settings).exec_streamed(
+            "pg_restore", "--clean", "--if-exists", "--no-owner",
+            "--single-transaction", "--exit-on-error", *_pg_args(settings),
+            stdin=source,
+        )  # fmt: skip
+    if code != 0:
+        raise BackupError(
+            f"pg_restore failed, the database is unchanged: {_stderr_summary(errors)}"
         )
-    if done.returncode != 0:
-        reason = _stderr_summary(done.stderr.decode(errors="replace"), settings)
-        raise BackupError(f"pg_restore failed, the database is unchanged: {reason}")
     return time.monotonic() - started

@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import BinaryIO
 
 from devdb.errors import CommandFailed, ConfigError, DockerUnavailable, PortInUse
 from devdb.settings import SERVICE, Settings
@@ -192,6 +193,26 @@ class Compose:
         argv = self.argv(*args)
         with cli_found(argv[0]):
             return subprocess.run(argv, env=self.environment(), check=False).returncode
+
+    def exec_streamed(
+        self, *command: str, stdin: BinaryIO | None = None, stdout: BinaryIO | None = None
+    ) -> tuple[int, str]:
+        """Run `command` in the service with files as its stdin/stdout, never read into memory.
+
+        Returns the exit code and stderr (password-masked); whatever stdout is not a file
+        goes nowhere.
+        """
+        argv = self.argv("exec", "-T", SERVICE, *command)
+        with cli_found(argv[0]):
+            done = subprocess.run(
+                argv,
+                stdin=stdin if stdin is not None else subprocess.DEVNULL,
+                stdout=stdout if stdout is not None else subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                env=self.environment(),
+                check=False,
+            )
+        return done.returncode, self.settings.mask(done.stderr.decode(errors="replace"))
 
     def failure(self, argv: list[str], returncode: int, output: str) -> Exception:
         """The error for a failed command: daemon down, port taken, or the generic one."""
