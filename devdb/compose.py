@@ -112,6 +112,10 @@ class ContainerState:
     def running(self) -> bool:
         return self.state == "running"
 
+    def holds_port(self, port: int) -> bool:
+        """Is this (running) container the one publishing `port` on the host?"""
+        return self.running and port in self.published_ports
+
 
 def parse_ps_output(text: str) -> list[ContainerState]:
     """Parse `ps --format json`: a JSON array before Compose 2.21, JSON lines from then on."""

@@ -7,7 +7,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from devdb.compose import Compose, docker
+from devdb.compose import Compose, ContainerState, docker
 from devdb.docker_check import OK, PROBLEM, WARNING, Finding, docker_findings
 from devdb.envfile import EXAMPLE, example_keys
 from devdb.errors import CredentialsRejected, DevDbError
@@ -33,8 +33,9 @@ def run_checks() -> list[Finding]:
     if not docker_ok:
         return findings
     compose = Compose(settings)
-    findings += [port_finding(settings, compose)]
-    findings += container_findings(settings, compose)
+    state = compose.container()  # one look, shared by the port and container checks
+    findings += [port_finding(settings, state)]
+    findings += container_findings(settings, compose, state)
     findings += volume_findings(settings)
     findings += [disk_finding()]
     return findings
@@ -120,7 +121,7 @@ def backend_findings(settings: Settings, values: dict[str, str]) -> list[Finding
 # Port, container, login -------------------------------------------------------------------
 
 
-def port_finding(settings: Settings, compose: Compose) -> Finding:
+def port_finding(settings: Settings, ours: ContainerState | None) -> Finding:
     where = f"{settings.bind}:{settings.port}"
     exposure = ipaddress.ip_address(settings.bind).is_loopback
     note = "" if exposure else " (published beyond this machine: Docker bypasses ufw/firewalld)"
@@ -128,16 +129,16 @@ def port_finding(settings: Settings, compose: Compose) -> Finding:
     if port_is_free(settings.bind, settings.port):
         return Finding("port", status, f"{where} is free{note}",
                        "" if exposure else "set POSTGRES_BIND=127.0.0.1")  # fmt: skip
-    ours = compose.container()
-    if ours and ours.running and settings.port in ours.published_ports:
+    if ours and ours.holds_port(settings.port):
         return Finding("port", status, f"{where} is held by our container{note}",
                        "" if exposure else "set POSTGRES_BIND=127.0.0.1")  # fmt: skip
     return Finding("port", PROBLEM, f"{where} is held by {port_holder(settings.port)}",
                    f"stop it, or set POSTGRES_PORT={free_port(settings.bind)} in .env")  # fmt: skip
 
 
-def container_findings(settings: Settings, compose: Compose) -> list[Finding]:
-    state = compose.container()
+def container_findings(
+    settings: Settings, compose: Compose, state: ContainerState | None
+) -> list[Finding]:
     if state is None:
         return [Finding("container", OK, "not created yet", "inv db-up starts it")]
     if state.state == "restarting":

@@ -40,7 +40,7 @@ def ensure_port_available(compose: Compose) -> None:
     if port_is_free(s.bind, s.port):
         return
     ours = compose.container()
-    if ours and ours.running and s.port in ours.published_ports:
+    if ours and ours.holds_port(s.port):
         return
     raise PortInUse(
         f"port {s.bind}:{s.port} is already in use by {port_holder(s.port)}; "
