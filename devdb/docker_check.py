@@ -7,7 +7,13 @@ import re
 import subprocess
 from dataclasses import dataclass
 
-from devdb.compose import INSTALL_DOCKER_HINT, START_DAEMON_HINT, compose_base
+from devdb.compose import (
+    INSTALL_DOCKER_HINT,
+    STANDALONE,
+    START_DAEMON_HINT,
+    VIA_DOCKER_CLI,
+    compose_base,
+)
 from devdb.errors import DevDbError
 
 MIN_DOCKER = (20, 10)
@@ -81,5 +87,8 @@ def compose_finding() -> Finding:
     code, out, err = _run([*base, "version", "--short"])
     if code != 0:
         return Finding("Docker Compose", PROBLEM, (err or out).strip(), INSTALL_DOCKER_HINT)
-    label = "Docker Compose" + (" (standalone)" if base == ("docker-compose",) else "")
-    return _versioned(label, out.strip(), MIN_COMPOSE, INSTALL_DOCKER_HINT)
+    label = "Docker Compose" + (" (standalone)" if base == STANDALONE else "")
+    version = out.strip()
+    if base not in (STANDALONE, VIA_DOCKER_CLI):  # the plugin binary, run directly: say which
+        version = f"{version} ({base[0]})"
+    return _versioned(label, version, MIN_COMPOSE, INSTALL_DOCKER_HINT)

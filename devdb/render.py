@@ -6,10 +6,11 @@ import json
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from devdb.docker_check import Finding
-from devdb.settings import Settings
+if TYPE_CHECKING:  # annotations only: db-up need not import the Docker checks
+    from devdb.docker_check import Finding
+    from devdb.settings import Settings
 
 NEXT_COMMANDS = "Next: inv db-shell | inv db-url | inv db-logs --follow | inv db-down"
 

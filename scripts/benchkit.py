@@ -20,6 +20,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "docker-compose.yml"
+sys.path.insert(0, str(ROOT))  # devdb: to run Compose the way the tasks do
 PREFIX = f"devdb-bench-{secrets.token_hex(3)}-"
 USER, PASSWORD, DATABASE = (
     "ai_interviewer_user",
@@ -61,10 +62,10 @@ class BenchStack:
             DEVDB_BACKUP_DIR=str(_ENV_DIR / "backups"),
         )
 
-    def compose(self, *args: str) -> None:
+    def compose(self, *args: str, direct: bool = False) -> None:
+        """Bare Compose: `docker compose`, or (direct) the plugin binary as db-up runs it."""
         argv = [
-            "docker",
-            "compose",
+            *([plugin_binary()] if direct else ["docker", "compose"]),
             "--env-file",
             self.env["DEVDB_ENV_FILE"],
             "-f",
@@ -106,6 +107,15 @@ class BenchStack:
         if not self.project.startswith(PREFIX):
             raise RuntimeError(f"refusing to remove {self.project}: not a benchmark stack")
         self.compose("down", "--volumes", "--timeout", "5")
+
+
+def plugin_binary() -> str:
+    from devdb.compose import STANDALONE, VIA_DOCKER_CLI, compose_base
+
+    base = compose_base()
+    if base in (STANDALONE, VIA_DOCKER_CLI):
+        raise RuntimeError(f"no Compose plugin binary found (db-up runs {' '.join(base)})")
+    return base[0]
 
 
 def timed(action: Callable[[], object]) -> float:
