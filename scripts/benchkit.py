@@ -139,6 +139,12 @@ def peak_rss_of(argv: list[str], env: dict[str, str]) -> tuple[float, int]:
     return time.perf_counter() - started, usage.ru_maxrss
 
 
+def invoke_version() -> str:
+    done = subprocess.run([sys.executable, "-c", "import invoke; print(invoke.__version__)"],
+                          capture_output=True, text=True, check=False)  # fmt: skip
+    return done.stdout.strip() or "not installed"
+
+
 def machine() -> str:
     docker = subprocess.run(["docker", "version", "--format", "{{.Server.Version}}"],
                             capture_output=True, text=True, check=False).stdout.strip()  # fmt: skip
@@ -146,4 +152,5 @@ def machine() -> str:
                              capture_output=True, text=True, check=False).stdout.strip()  # fmt: skip
     image = os.environ.get("POSTGRES_IMAGE", "postgres:15-alpine")
     return (f"{os.cpu_count()} cores, {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 1024**3:.0f} GiB, "
-            f"Docker {docker}, Compose {compose}, image {image}, Python {sys.version.split()[0]}")  # fmt: skip
+            f"Docker {docker}, Compose {compose}, image {image}, Python {sys.version.split()[0]}, "
+            f"Invoke {invoke_version()}")  # fmt: skip
