@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
 """Speed benchmark: `inv db-up` and friends against what the engine allows (the floor).
 
-    python scripts/bench.py [--runs N]        (or: nox -s bench -- --runs N)
+    python scripts/bench.py [--runs N] [--warm-runs M]   (or: nox -s bench -- --runs N)
 
 The floor is bare `docker compose up -d` with our compose file, then a real login and SELECT 1
 from the host polled every 10 ms. Contenders alternate within each round, and the table shows
-medians of N runs (default 3) and the ratios to the floor, measured in this one run.
+medians of N cold runs (default 5) and M warm ones (default 9), and the ratios to the floor,
+measured in this one run. `up --wait` finishes on a healthcheck tick (every 1 s), so its cold
+times come in two clusters a second apart: use more cold runs for a steadier median.
 Every stack is a throwaway project of its own, removed at the end.
 """
 
@@ -133,7 +135,7 @@ def report(results: dict[str, list[float]], runs: int, warm_runs: int) -> bool:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=3, help="cold runs per contender (default 3)")
+    parser.add_argument("--runs", type=int, default=5, help="cold runs per contender (default 5)")
     parser.add_argument("--warm-runs", type=int, default=9,
                         help="warm runs per contender (default 9: they are short and noisy)")  # fmt: skip
     args = parser.parse_args()
