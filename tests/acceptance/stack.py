@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -197,13 +198,23 @@ class Stack:
         done = run(["docker", "logs", self.container])
         return done.stdout + done.stderr
 
+    def state(self) -> str:
+        done = run(["docker", "inspect", "--format", "{{.State.Status}}", self.container])
+        return done.stdout.strip()
+
     def wait_healthy(self, timeout: float = 90) -> None:
+        self._wait_until(lambda: self.health() == "healthy", "healthy", timeout)
+
+    def wait_exited(self, timeout: float = 30) -> None:
+        self._wait_until(lambda: self.state() == "exited", "exited", timeout)
+
+    def _wait_until(self, condition: Callable[[], bool], what: str, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.health() == "healthy":
+            if condition():
                 return
             time.sleep(0.2)
-        raise AssertionError(f"{self.container} not healthy within {timeout} s:\n{self.logs()}")
+        raise AssertionError(f"{self.container} not {what} within {timeout} s:\n{self.logs()}")
 
     def connect(
         self, user: str = SEED_USER, password: str = SEED_PASSWORD, dbname: str = SEED_DATABASE

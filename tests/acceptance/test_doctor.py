@@ -65,8 +65,10 @@ def test_doctor_reports_an_exited_container_with_code_and_log(new_stack):
         ["docker", "exec", stack.container, "rm", "/var/lib/postgresql/data/global/pg_control"]
     )
     assert breaker.returncode == 0, breaker.stderr
-    run(["docker", "update", "--restart", "no", stack.container])
-    run(["docker", "restart", stack.container])  # the server cannot start again
+    assert run(["docker", "update", "--restart", "no", stack.container]).returncode == 0
+    restarted = run(["docker", "restart", stack.container])
+    assert restarted.returncode == 0, restarted.stderr
+    stack.wait_exited()  # the server cannot start without pg_control: wait until it has given up
     done = stack.inv("doctor", "--json")
     assert done.returncode == 1
     container = findings(done)["container"]
