@@ -21,6 +21,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import BinaryIO
 
+from devdb import dockercli
 from devdb.errors import CommandFailed, ConfigError, DockerUnavailable, PortInUse
 from devdb.settings import SERVICE, Settings
 
@@ -67,13 +68,9 @@ def cli_found(program: str) -> Iterator[None]:
 
 def _plugin_dirs() -> list[Path]:
     """The Docker CLI's plugin search path: the user's, the config's extra dirs, the system's."""
-    config_dir = Path(os.environ.get("DOCKER_CONFIG") or "~/.docker").expanduser()
-    try:
-        config = json.loads((config_dir / "config.json").read_text())
-        extra = [str(d) for d in config.get("cliPluginsExtraDirs") or []]
-    except (OSError, ValueError, AttributeError):  # no file, bad JSON, not an object
-        extra = []
-    found = [str(config_dir / "cli-plugins"), *extra, *_SYSTEM_PLUGIN_DIRS]
+    extra = (dockercli.config() or {}).get("cliPluginsExtraDirs")
+    extra = [str(d) for d in extra] if isinstance(extra, list) else []
+    found = [str(dockercli.config_dir() / "cli-plugins"), *extra, *_SYSTEM_PLUGIN_DIRS]
     return [Path(os.path.expandvars(d)).expanduser() for d in found]
 
 

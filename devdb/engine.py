@@ -14,8 +14,9 @@ import socket
 from pathlib import Path
 from urllib.parse import quote
 
+from devdb import dockercli
+
 DEFAULT_SOCKET = Path("/var/run/docker.sock")
-CONFIG_FILE = Path("~/.docker/config.json")
 TIMEOUT_SECONDS = 5
 
 
@@ -34,13 +35,8 @@ def local_socket() -> Path | None:
     """The engine socket the CLI would use, when that is certainly the default one."""
     if os.environ.get("DOCKER_HOST") or os.environ.get("DOCKER_CONTEXT"):
         return None
-    try:
-        config = json.loads(CONFIG_FILE.expanduser().read_text())
-    except FileNotFoundError:
-        config = {}
-    except (OSError, ValueError):
-        return None
-    if config.get("currentContext", "default") != "default":
+    config = dockercli.config()
+    if config is None or config.get("currentContext", "default") != "default":
         return None
     return DEFAULT_SOCKET if DEFAULT_SOCKET.exists() else None
 
