@@ -128,6 +128,12 @@ def compose_base() -> tuple[str, ...]:
     return STANDALONE
 
 
+def plugin_run_directly() -> str | None:
+    """The path of the plugin binary when compose_base() runs it directly, else None."""
+    base = compose_base()
+    return None if base in (STANDALONE, VIA_DOCKER_CLI) else base[0]
+
+
 @dataclass(frozen=True)
 class ContainerState:
     """One container as `docker compose ps --format json` reports it."""

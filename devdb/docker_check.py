@@ -11,8 +11,8 @@ from devdb.compose import (
     INSTALL_DOCKER_HINT,
     STANDALONE,
     START_DAEMON_HINT,
-    VIA_DOCKER_CLI,
     compose_base,
+    plugin_run_directly,
 )
 from devdb.errors import DevDbError
 
@@ -88,7 +88,6 @@ def compose_finding() -> Finding:
     if code != 0:
         return Finding("Docker Compose", PROBLEM, (err or out).strip(), INSTALL_DOCKER_HINT)
     label = "Docker Compose" + (" (standalone)" if base == STANDALONE else "")
-    version = out.strip()
-    if base not in (STANDALONE, VIA_DOCKER_CLI):  # the plugin binary, run directly: say which
-        version = f"{version} ({base[0]})"
+    binary = plugin_run_directly()
+    version = f"{out.strip()} ({binary})" if binary else out.strip()
     return _versioned(label, version, MIN_COMPOSE, INSTALL_DOCKER_HINT)

@@ -110,12 +110,14 @@ class BenchStack:
 
 
 def plugin_binary() -> str:
-    from devdb.compose import STANDALONE, VIA_DOCKER_CLI, compose_base
+    from devdb.compose import compose_base, plugin_run_directly
 
-    base = compose_base()
-    if base in (STANDALONE, VIA_DOCKER_CLI):
-        raise RuntimeError(f"no Compose plugin binary found (db-up runs {' '.join(base)})")
-    return base[0]
+    binary = plugin_run_directly()
+    if binary is None:
+        raise RuntimeError(
+            f"no Compose plugin binary found (db-up runs {' '.join(compose_base())})"
+        )
+    return binary
 
 
 def timed(action: Callable[[], object]) -> float:

@@ -72,6 +72,7 @@ def install_plugin(directory: Path, executable: bool = True) -> Path:
 def test_the_plugin_binary_is_run_directly(fresh_base, docker_config):
     binary = install_plugin(docker_config / "cli-plugins")
     assert compose_module.compose_base() == (str(binary),)
+    assert compose_module.plugin_run_directly() == str(binary)
 
 
 def test_the_users_plugin_comes_before_the_configs_extra_dirs(fresh_base, docker_config, tmp_path):
@@ -95,6 +96,7 @@ def test_a_plugin_file_that_is_not_executable_is_skipped(fresh_base, docker_conf
     install_plugin(docker_config / "cli-plugins", executable=False)
     monkeypatch.setattr(compose_module, "_plugin_answers", lambda: True)
     assert compose_module.compose_base() == compose_module.VIA_DOCKER_CLI
+    assert compose_module.plugin_run_directly() is None
 
 
 def test_without_the_docker_cli_the_plugin_is_not_used(fresh_base, docker_config, monkeypatch):
