@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from devdb.compose import Compose
-from devdb.errors import ConfigError, DevDbError, NotReady
+from devdb.errors import ConfigError, DevDbError
 from devdb.settings import Settings
 
 ARCHIVE_MAGIC = b"PGDMP"  # the first bytes of every pg_dump custom-format archive
@@ -41,12 +41,6 @@ def default_backup_path(settings: Settings, now: datetime | None = None) -> Path
     return settings.backup_dir / f"{settings.database}-{stamp}.dump"
 
 
-def require_running(compose: Compose) -> None:
-    state = compose.container()
-    if not (state and state.running):
-        raise NotReady("the database is not running; start it with inv db-up.")
-
-
 def _pg_args(settings: Settings) -> list[str]:
     return ["-U", settings.user, "-d", settings.database]
 
@@ -59,7 +53,7 @@ def _stderr_summary(text: str) -> str:
 def backup(settings: Settings, output: Path | None = None) -> BackupResult:
     """pg_dump -Fc inside the container, streamed into `output` (atomically, mode 0600)."""
     compose = Compose(settings)
-    require_running(compose)
+    compose.require_running()
     target = (output or default_backup_path(settings)).resolve()
     if target.is_dir():
         raise ConfigError(

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from devdb import dockercli
-from devdb.errors import CommandFailed, ConfigError, DockerUnavailable, PortInUse
+from devdb.errors import CommandFailed, ConfigError, DockerUnavailable, NotReady, PortInUse
 from devdb.settings import SERVICE, Settings
 
 # Where the Docker CLI looks for plugins after $DOCKER_CONFIG/cli-plugins and the config's
@@ -305,6 +305,12 @@ class Compose:
     def container(self) -> ContainerState | None:
         found = self.containers()
         return found[0] if found else None
+
+    def require_running(self) -> None:
+        """Raise NotReady (exit 5), saying how to start it, unless the container runs."""
+        state = self.container()
+        if not (state and state.running):
+            raise NotReady("the database is not running; start it with inv db-up.")
 
     def log_tail(self, lines: int = 30) -> str:
         return self.settings.mask(self.run("logs", "--no-color", "--tail", str(lines), SERVICE))

@@ -251,9 +251,7 @@ def logs(settings: Settings, follow: bool, tail: str | None) -> int:
 def shell(settings: Settings, command: str | None) -> int:
     """psql inside the container; returns psql's exit code."""
     compose = Compose(settings)
-    state = compose.container()
-    if not (state and state.running):
-        raise NotReady("the database is not running; start it with inv db-up.")
+    compose.require_running()
     psql = ["psql", "-v", "ON_ERROR_STOP=1", "-U", settings.user, "-d", settings.database]
     if command is not None:
         psql += ["-c", command]
@@ -425,10 +423,10 @@ def db_restore(
 ) -> None:  # fmt: skip
     from pathlib import Path
 
-    from devdb.backup import backup, check_archive, require_running, restore
+    from devdb.backup import backup, check_archive, restore
 
     archive = Path(path)
-    require_running(Compose(settings))
+    Compose(settings).require_running()
     check_archive(settings, archive)
     console.line(
         f"This replaces the objects of database {settings.database} with those in {archive}."
