@@ -158,6 +158,15 @@ def up(settings: Settings, timeout: float, console: render.Console) -> Ready:
     if not facts.image_present:
         console.note(f"pulling {settings.image} (first start on this machine only)...")
     console.progress("starting PostgreSQL...")
+    start_service(compose)
+    ready = wait_ready(compose, timeout, console)
+    total = time.monotonic() - started
+    console.line(render.up_summary(settings, ready.server_version, total))
+    return ready
+
+
+def start_service(compose: Compose) -> None:
+    """`compose up --detach` under the project lock, the database client imported meanwhile."""
     with compose.exclusive():
         process = compose.start("up", "--detach", SERVICE)
         # Import the database client while Compose works: it is needed right after.
@@ -165,10 +174,6 @@ def up(settings: Settings, timeout: float, console: render.Console) -> Ready:
         import tenacity  # noqa: F401
 
         finish_start(compose, process)
-    ready = wait_ready(compose, timeout, console)
-    total = time.monotonic() - started
-    console.line(render.up_summary(settings, ready.server_version, total))
-    return ready
 
 
 def finish_start(compose: Compose, process: subprocess.Popen[str]) -> None:
@@ -309,7 +314,7 @@ def persistence_test(settings: Settings, timeout: float, console: render.Console
     try:
         login_probe(settings)()
     except Transient:
-        step("start the database", lambda: compose.run("up", "--detach", SERVICE))
+        step("start the database", lambda: start_service(compose))
         step("wait until ready", lambda: wait_ready(compose, timeout, console))
     written = False
     try:

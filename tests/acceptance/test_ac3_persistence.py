@@ -68,6 +68,16 @@ def test_db_persistence_test_passes_and_leaves_no_trace(stack):
     assert after == before
 
 
+def test_db_persistence_test_starts_a_stopped_database_first(stack):
+    write_row(stack, "before-stopped-start")
+    assert stack.compose("down").returncode == 0
+    done = stack.inv("db-persistence-test")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "start the database" in done.stdout
+    assert "Data survived the restart" in done.stdout
+    assert has_row(stack, "before-stopped-start")
+
+
 def test_db_reset_without_yes_and_without_terminal_refuses_and_keeps_data(stack):
     write_row(stack, "not-reset")
     done = stack.inv("db-reset")
