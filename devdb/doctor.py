@@ -192,13 +192,14 @@ def volume_findings(settings: Settings) -> list[Finding]:
 
     facts = volume.inspect(settings)
     findings = []
-    problem = volume.incompatibility(settings, facts)
+    # Read once: without access to Docker's data directory it takes a throwaway container.
+    made_by = volume.data_major(settings, facts)
+    problem = volume.mismatch(settings, facts, made_by)
     if problem:
         findings.append(
             Finding("volume", PROBLEM, problem.split(". ")[0], problem.split(". ", 1)[1])
         )
     elif facts.volume_exists:
-        made_by = volume.data_major(settings, facts)
         findings.append(
             Finding("volume", OK, f"{settings.volume_name} (PostgreSQL {made_by or '?'} data)")
         )
@@ -217,13 +218,6 @@ def disk_finding() -> Finding:
     except (DevDbError, OSError):
         return Finding("disk", WARNING, "cannot see Docker's data directory from here",
                        "check the free space of Docker Desktop's disk image")  # fmt: skip
-    gib = free / 1024**3
-    if free < DISK_PROBLEM_BYTES:
-        return Finding(
-            "disk", PROBLEM, f"{gib:.1f} GiB free in {root}", "docker system prune, or free space"
-        )
-    if free < DISK_WARNING_BYTES:
-        return Finding(
-            "disk", WARNING, f"{gib:.1f} GiB free in {root}", "docker system prune, or free space"
-        )
-    return Finding("disk", OK, f"{gib:.1f} GiB free in {root}")
+    status = PROBLEM if free < DISK_PROBLEM_BYTES else WARNING if free < DISK_WARNING_BYTES else OK
+    fix = "" if status == OK else "docker system prune, or free space"
+    return Finding("disk", status, f"{free / 1024**3:.1f} GiB free in {root}", fix)

@@ -109,11 +109,15 @@ def data_major(settings: Settings, facts: VolumeFacts) -> int | None:
 
 
 def incompatibility(settings: Settings, facts: VolumeFacts) -> str | None:
-    """Why this volume cannot run under this image, or None."""
+    """Why this volume cannot run under this image, or None (PG_VERSION read only if needed)."""
     if facts.image_major is None:
         return None
-    made_by = data_major(settings, facts)
-    if made_by is None or made_by == facts.image_major:
+    return mismatch(settings, facts, data_major(settings, facts))
+
+
+def mismatch(settings: Settings, facts: VolumeFacts, made_by: int | None) -> str | None:
+    """Why data of PostgreSQL `made_by` cannot run under this image, or None."""
+    if made_by is None or facts.image_major is None or made_by == facts.image_major:
         return None
     return (
         f"the volume {settings.volume_name} holds PostgreSQL {made_by} data but "
