@@ -182,7 +182,7 @@ def finish_start(compose: Compose, process: subprocess.Popen[str]) -> None:
         compose.finish(process)
         return
     except CommandFailed as exc:
-        if not any(marker in exc.output for marker in RACE_MARKERS):
+        if not _lost_a_race(exc):
             raise
     for _ in range(RACE_RETRIES):
         time.sleep(RACE_PAUSE_SECONDS)
@@ -190,9 +190,13 @@ def finish_start(compose: Compose, process: subprocess.Popen[str]) -> None:
             compose.run("up", "--detach", SERVICE)  # idempotent: finds what the other created
             return
         except CommandFailed as exc:
-            if not any(marker in exc.output for marker in RACE_MARKERS):
+            if not _lost_a_race(exc):
                 raise
     compose.run("up", "--detach", SERVICE)
+
+
+def _lost_a_race(failure: CommandFailed) -> bool:
+    return any(marker in failure.output for marker in RACE_MARKERS)
 
 
 def down(settings: Settings, console: render.Console) -> None:

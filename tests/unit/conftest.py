@@ -27,3 +27,12 @@ def make_settings(project_dir: Path):
         return load_settings(environ or {}, compose_file=project_dir / "docker-compose.yml")
 
     return make
+
+
+@pytest.fixture
+def docker_config_dir(monkeypatch, tmp_path: Path) -> Path:
+    """An empty Docker CLI config directory, in DOCKER_CONFIG."""
+    config = tmp_path / "docker-config"
+    config.mkdir()
+    monkeypatch.setenv("DOCKER_CONFIG", str(config))
+    return config

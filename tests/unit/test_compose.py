@@ -52,13 +52,10 @@ def fresh_base(monkeypatch):
 
 
 @pytest.fixture
-def docker_config(monkeypatch, tmp_path):
+def docker_config(monkeypatch, docker_config_dir):
     """An empty DOCKER_CONFIG directory, and a `docker` CLI on PATH."""
-    config = tmp_path / "docker-config"
-    config.mkdir()
-    monkeypatch.setenv("DOCKER_CONFIG", str(config))
     monkeypatch.setattr(compose_module.shutil, "which", lambda name: f"/usr/bin/{name}")
-    return config
+    return docker_config_dir
 
 
 def install_plugin(directory: Path, executable: bool = True) -> Path:

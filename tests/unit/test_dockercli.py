@@ -10,17 +10,14 @@ from devdb import dockercli, engine
 
 
 @pytest.fixture
-def docker_config(monkeypatch, tmp_path):
+def docker_config(monkeypatch, tmp_path, docker_config_dir):
     """DOCKER_CONFIG in a temporary folder; a fake default socket that exists."""
-    config = tmp_path / "docker-config"
-    config.mkdir()
-    monkeypatch.setenv("DOCKER_CONFIG", str(config))
     monkeypatch.delenv("DOCKER_HOST", raising=False)
     monkeypatch.delenv("DOCKER_CONTEXT", raising=False)
     fake_socket = tmp_path / "docker.sock"
     fake_socket.touch()
     monkeypatch.setattr(engine, "DEFAULT_SOCKET", fake_socket)
-    return config
+    return docker_config_dir
 
 
 @pytest.mark.parametrize(
