@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import socket
 import statistics
 import subprocess
 import sys
@@ -20,7 +19,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "docker-compose.yml"
-sys.path.insert(0, str(ROOT))  # devdb: to run Compose the way the tasks do
+sys.path.insert(0, str(ROOT))  # devdb: its free_port, and Compose run the way the tasks do
+
+from devdb.ports import free_port  # noqa: E402
+
 PREFIX = f"devdb-bench-{secrets.token_hex(3)}-"
 USER, PASSWORD, DATABASE = (
     "ai_interviewer_user",
@@ -31,12 +33,6 @@ POLL_SECONDS = 0.01
 _ENV_DIR = Path(tempfile.mkdtemp(prefix="devdb-bench-"))
 _STRIP = ("COMPOSE_PROJECT_NAME", "POSTGRES_CONTAINER_NAME", "POSTGRES_PORT", "POSTGRES_USER",
           "POSTGRES_PASSWORD", "POSTGRES_DB", "POSTGRES_BIND", "DEVDB_ENV_FILE", "DEVDB_BACKUP_DIR")  # fmt: skip
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass

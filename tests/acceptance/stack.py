@@ -13,7 +13,6 @@ import pty
 import secrets
 import select
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -22,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
+
+from devdb.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -59,12 +60,6 @@ class NotOurs(RuntimeError):
 
 def is_own_project(project: str) -> bool:
     return project.startswith(RUN_PREFIX) and len(project) > len(RUN_PREFIX)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def run(
