@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 import subprocess
 import sys
 import time
@@ -283,6 +282,8 @@ class Step:
 
 def persistence_test(settings: Settings, timeout: float, console: render.Console) -> list[Step]:
     """Marker row -> down (never -v) -> up -> verify -> drop the marker. Raise if it is lost."""
+    import secrets
+
     import psycopg
     from psycopg import sql
 
