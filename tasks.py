@@ -70,9 +70,9 @@ def finish_fast(task_name: str) -> None:
 
 
 def _settings():
-    from devdb.settings import load_settings
+    from devdb.lifecycle import load
 
-    return load_settings()
+    return load(_console())
 
 
 def _console():

@@ -7,13 +7,8 @@ import re
 import subprocess
 from dataclasses import dataclass
 
-from devdb.compose import (
-    INSTALL_DOCKER_HINT,
-    STANDALONE,
-    START_DAEMON_HINT,
-    compose_base,
-    plugin_run_directly,
-)
+from devdb.compose import START_DAEMON_HINT
+from devdb.compose_binary import SETUP_HINT, STANDALONE, compose_base, plugin_run_directly
 from devdb.errors import DevDbError
 
 MIN_DOCKER = (20, 10)
@@ -58,19 +53,17 @@ def docker_findings() -> list[Finding]:
     """Docker CLI, engine and Compose, each with its version or the reason it is missing."""
     code, out, err = _run(["docker", "version", "--format", "{{json .}}"])
     if code == 127:
-        return [Finding("Docker CLI", PROBLEM, "not found", INSTALL_DOCKER_HINT)]
+        return [Finding("Docker CLI", PROBLEM, "not found", SETUP_HINT)]
     info = {}
     for line in out.splitlines():
         if line.startswith("{"):
             info = json.loads(line)
     client = (info.get("Client") or {}).get("Version", "unknown")
     server = (info.get("Server") or {}) if info else {}
-    findings = [_versioned("Docker CLI", client, MIN_DOCKER, INSTALL_DOCKER_HINT)]
+    findings = [_versioned("Docker CLI", client, MIN_DOCKER, SETUP_HINT)]
     if server:
         findings.append(
-            _versioned(
-                "Docker engine", server.get("Version", "unknown"), MIN_DOCKER, INSTALL_DOCKER_HINT
-            )
+            _versioned("Docker engine", server.get("Version", "unknown"), MIN_DOCKER, SETUP_HINT)
         )
     else:
         detail = err.strip().splitlines()[0] if err.strip() else "no answer"
@@ -83,11 +76,11 @@ def compose_finding() -> Finding:
     try:
         base = compose_base()
     except DevDbError as exc:
-        return Finding("Docker Compose", PROBLEM, str(exc), INSTALL_DOCKER_HINT)
+        return Finding("Docker Compose", PROBLEM, str(exc), SETUP_HINT)
     code, out, err = _run([*base, "version", "--short"])
     if code != 0:
-        return Finding("Docker Compose", PROBLEM, (err or out).strip(), INSTALL_DOCKER_HINT)
+        return Finding("Docker Compose", PROBLEM, (err or out).strip(), SETUP_HINT)
     label = "Docker Compose" + (" (standalone)" if base == STANDALONE else "")
     binary = plugin_run_directly()
     version = f"{out.strip()} ({binary})" if binary else out.strip()
-    return _versioned(label, version, MIN_COMPOSE, INSTALL_DOCKER_HINT)
+    return _versioned(label, version, MIN_COMPOSE, SETUP_HINT)

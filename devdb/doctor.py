@@ -3,17 +3,26 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 import shutil
 import subprocess
 from pathlib import Path
 
 from devdb.compose import Compose, ContainerState, docker
+from devdb.compose_config import defined_keys, interpolation_environment
 from devdb.docker_check import OK, PROBLEM, WARNING, Finding, docker_findings
 from devdb.envfile import EXAMPLE, example_keys
 from devdb.errors import CredentialsRejected, DevDbError
 from devdb.ports import free_port, port_holder, port_is_free
 from devdb.readiness import Transient, login_probe
-from devdb.settings import PASSWORD, Settings, compose_defaults, load_settings, read_env_file
+from devdb.settings import (
+    CONTAINER_PORT,
+    ENV_FILE_VARIABLE,
+    PASSWORD,
+    SERVICE,
+    Settings,
+    load_settings,
+)
 
 MIN_PASSWORD_LENGTH = 12
 DISK_WARNING_BYTES = 2 * 1024**3
@@ -29,7 +38,14 @@ def run_checks() -> list[Finding]:
         settings = load_settings()
     except DevDbError as exc:
         return [*findings, Finding("settings", PROBLEM, str(exc))]
+    findings += [
+        Finding("compose", WARNING, f"Compose warns: {warning}",
+                "write $$ for a literal $ in .env, or quote the value with single quotes")
+        for warning in settings.warnings
+    ]  # fmt: skip
     findings += env_file_findings(settings)
+    findings += password_findings(settings, well_known_passwords(settings))
+    findings += backend_findings(settings, interpolation_environment(settings.invocation))
     if not docker_ok:
         return findings
     compose = Compose(settings)
@@ -50,11 +66,10 @@ def env_file_findings(settings: Settings) -> list[Finding]:
         return [
             Finding(".env", WARNING, "not found: the story's defaults are in use",
                     "inv env-init creates one with a strong password"),
-            *password_findings(settings),
         ]  # fmt: skip
-    values = read_env_file(path)
     findings = [Finding(".env", OK, str(path))]
-    missing = [key for key in example_keys() if key not in values]
+    defined = set(defined_keys(path))
+    missing = [key for key in example_keys() if key not in defined]
     if missing and EXAMPLE.is_file():
         findings.append(
             Finding(".env keys", WARNING, f"missing compared with .env.example: {', '.join(missing)}",
@@ -70,8 +85,6 @@ def env_file_findings(settings: Settings) -> list[Finding]:
             Finding(".env mode", WARNING, f"readable by other users (mode {path.stat().st_mode & 0o777:o})",
                     f"chmod 600 {path}")
         )  # fmt: skip
-    findings += password_findings(settings)
-    findings += backend_findings(settings, values)
     return findings
 
 
@@ -86,10 +99,7 @@ def _tracked_by_git(path: Path) -> bool:
     return done.returncode == 0
 
 
-def password_findings(settings: Settings) -> list[Finding]:
-    well_known = {compose_defaults(settings.compose_file).get(PASSWORD)}
-    if EXAMPLE.is_file():
-        well_known.add(read_env_file(EXAMPLE).get(PASSWORD))
+def password_findings(settings: Settings, well_known: set[str]) -> list[Finding]:
     if settings.password in well_known:
         return [Finding("password", WARNING, "the well-known default password is in use",
                         "inv env-init (new volume) or ALTER USER via inv db-shell")]  # fmt: skip
@@ -99,16 +109,33 @@ def password_findings(settings: Settings) -> list[Finding]:
     return [Finding("password", OK, "set, not a default")]
 
 
-def backend_findings(settings: Settings, values: dict[str, str]) -> list[Finding]:
-    """DB_* (the backend's view) against POSTGRES_* (the server's)."""
+def well_known_passwords(settings: Settings) -> set[str]:
+    """What Compose gives POSTGRES_PASSWORD with no settings at all, and with .env.example."""
+    environ = {k: v for k, v in settings.invocation.environ.items() if k != PASSWORD}
+    found = set()
+    for env_file in (os.devnull, EXAMPLE):
+        try:
+            found.add(
+                load_settings({**environ, ENV_FILE_VARIABLE: str(env_file)}, settings.root).password
+            )
+        except DevDbError:
+            continue
+    return found
+
+
+def backend_findings(settings: Settings, values: dict[str, str] | None) -> list[Finding]:
+    """DB_* (the backend's view, as Compose reads the env file) against POSTGRES_* (the server's)."""
+    if values is None:
+        return [Finding("backend DB_*", WARNING, "this Compose cannot print its variables (config --environment)",
+                        "update Compose to 2.24 or later for this check")]  # fmt: skip
     expected = {
         "DB_USER": settings.user,
         "DB_NAME": settings.database,
         "DB_PASSWORD": settings.password,
     }
     host = values.get("DB_HOST")
-    if host == "postgres":
-        expected["DB_PORT"] = "5432"
+    if host == SERVICE:
+        expected["DB_PORT"] = str(CONTAINER_PORT)
     elif host in ("localhost", "127.0.0.1", "::1"):
         expected["DB_PORT"] = str(settings.port)
     wrong = [key for key, value in expected.items() if key in values and values[key] != value]

@@ -9,6 +9,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from devdb.compose_config import defined_keys
 from devdb.errors import ConfigError
 from devdb.settings import ROOT
 
@@ -31,8 +32,7 @@ def with_password(template: str, password: str) -> str:
 
 def example_keys(example: Path = EXAMPLE) -> list[str]:
     """The variable names .env.example documents, in order."""
-    names = re.findall(r"^([A-Z][A-Z0-9_]*)=", example.read_text(encoding="utf-8"), re.MULTILINE)
-    return list(dict.fromkeys(names))
+    return defined_keys(example)
 
 
 @dataclass(frozen=True)

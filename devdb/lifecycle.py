@@ -35,16 +35,18 @@ MARKER_PREFIX = "devdb_persistence_"
 
 def ensure_port_available(compose: Compose) -> None:
     """Fail fast (PortInUse) when the host port is held by anything but our own container."""
-    s = compose.settings
-    if port_is_free(s.bind, s.port):
+    taken = [
+        (bind, port) for bind, port in compose.settings.published if not port_is_free(bind, port)
+    ]
+    if not taken:
         return
     ours = compose.container()
-    if ours and ours.holds_port(s.port):
-        return
-    raise PortInUse(
-        f"port {s.bind}:{s.port} is already in use by {port_holder(s.port)}; "
-        f"stop it, or set POSTGRES_PORT to a free port such as {free_port(s.bind)} in .env."
-    )
+    for bind, port in taken:
+        if not (ours and ours.holds_port(port)):
+            raise PortInUse(
+                f"port {bind}:{port} is already in use by {port_holder(port)}; "
+                f"stop it, or set POSTGRES_PORT to a free port such as {free_port(bind)} in .env."
+            )
 
 
 # Container state ---------------------------------------------------------------------------
@@ -141,23 +143,36 @@ def check_docker(console: render.Console) -> None:
         raise DockerUnavailable(f"{problems[0].name}: {problems[0].detail}; {problems[0].fix}.")
 
 
+def load(console: render.Console) -> Settings:
+    """The settings as Compose resolves them; Compose's own warnings are shown, once each."""
+    from devdb.settings import load_settings
+
+    settings = load_settings()
+    for warning in settings.warnings:
+        console.note(f"warning: Compose: {warning}")
+    return settings
+
+
 def up(settings: Settings, timeout: float, console: render.Console) -> Ready:
     """Start the service (a no-op when it runs) and wait until it accepts logins."""
     from devdb import volume
 
     started = time.monotonic()
     compose = Compose(settings)
-    inspecting = volume.start_inspect(settings)  # runs while the port is checked
-    ensure_port_available(compose)
-    facts = volume.facts_from(inspecting)
-    volume.ensure_compatible(settings, facts)
-    layout = volume.layout_warning(facts)
-    if layout:
-        console.note(f"warning: {layout}")
-    if not facts.image_present:
-        console.note(f"pulling {settings.image} (first start on this machine only)...")
-    console.progress("starting PostgreSQL...")
-    start_service(compose)
+    inspecting = volume.start_inspect(settings)  # runs while the lock is taken
+    # Under the lock, the port check and the start see one state: a simultaneous db-up of the
+    # same project has either finished starting our container or not begun.
+    with compose.exclusive():
+        facts = volume.facts_from(inspecting)  # no engine: exit 3 here, before anything else
+        ensure_port_available(compose)
+        volume.ensure_compatible(settings, facts)
+        layout = volume.layout_warning(facts)
+        if layout:
+            console.note(f"warning: {layout}")
+        if not facts.image_present:
+            console.note(f"pulling {settings.image} (first start on this machine only)...")
+        console.progress("starting PostgreSQL...")
+        start_locked(compose)
     ready = wait_ready(compose, timeout, console)
     total = time.monotonic() - started
     console.line(render.up_summary(settings, ready.server_version, total))
@@ -165,14 +180,19 @@ def up(settings: Settings, timeout: float, console: render.Console) -> Ready:
 
 
 def start_service(compose: Compose) -> None:
-    """`compose up --detach` under the project lock, the database client imported meanwhile."""
+    """`compose up --detach` under the project lock."""
     with compose.exclusive():
-        process = compose.start("up", "--detach", SERVICE)
-        # Import the database client while Compose works: it is needed right after.
-        import psycopg  # noqa: F401
-        import tenacity  # noqa: F401
+        start_locked(compose)
 
-        finish_start(compose, process)
+
+def start_locked(compose: Compose) -> None:
+    """`compose up --detach`, the database client imported while Compose works."""
+    process = compose.start("up", "--detach", SERVICE)
+    # Import the database client while Compose works: it is needed right after.
+    import psycopg  # noqa: F401
+    import tenacity  # noqa: F401
+
+    finish_start(compose, process)
 
 
 def finish_start(compose: Compose, process: subprocess.Popen[str]) -> None:
@@ -229,7 +249,7 @@ def status(settings: Settings) -> dict:
             result["server_version"] = login_probe(settings)()
             result["ready"] = True
         except (Transient, DevDbError) as exc:
-            result["detail"] = settings.mask(str(exc))
+            result["detail"] = str(exc)
     return result
 
 
@@ -377,15 +397,11 @@ def doctor(console: render.Console, as_json: bool) -> None:
 
 def env_init(force: bool, console: render.Console) -> None:
     """Create .env from .env.example with a generated password (mode 0600)."""
-    import os
-    from pathlib import Path
-
     from devdb.compose import docker
     from devdb.envfile import env_init as create
-    from devdb.settings import ENV_FILE_VARIABLE, ROOT, load_settings
+    from devdb.settings import invocation_for, load_settings
 
-    target = Path(os.environ.get(ENV_FILE_VARIABLE) or ROOT / ".env")
-    result = create(target, force)
+    result = create(invocation_for().dotenv, force)
     if result.backup:
         console.line(f"Kept the previous file as {result.backup}.")
     console.line(

@@ -1,83 +1,56 @@
-"""Configuration: resolved as Compose resolves it, validated before anything runs.
+"""Configuration: what Compose resolves for the postgres service, validated before anything runs.
 
-Precedence, as in Compose: the process environment, then the env file (`.env` at the repository
-root, or DEVDB_ENV_FILE), then the `${VAR:-default}` defaults written in docker-compose.yml.
-The defaults are read from the compose file itself, so there is exactly one table of them.
+Compose is the one reader of `.env`, the compose files and their interpolation (see
+compose_config.py): user, password, database, image, published address and port, container,
+project and volume are taken from its resolved configuration, so the tasks and the container
+that plain `docker compose up` creates can never disagree. What is checked here is what the
+server or the tasks cannot take, and each refusal names the variable, where it was set and the fix.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import os
-import re
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from devdb.compose_config import (
+    BIND_FIX,
+    PORT_FIX,
+    Invocation,
+    ProjectConfig,
+    defined_keys,
+    resolve,
+)
 from devdb.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
-COMPOSE_FILE = ROOT / "docker-compose.yml"
 ENV_FILE_VARIABLE = "DEVDB_ENV_FILE"
 BACKUP_DIR_VARIABLE = "DEVDB_BACKUP_DIR"
 BACKUP_DIR_NAME = "backups"
 SERVICE = "postgres"
-VOLUME_KEY = "postgres_data"
 DATA_DIR = "/var/lib/postgresql/data"
 CONTAINER_PORT = 5432
 DEFAULT_TIMEOUT_SECONDS = 60.0
 MAX_IDENTIFIER_BYTES = 63  # PostgreSQL silently truncates longer names (NAMEDATALEN - 1).
+# What the official image does with an unset or empty POSTGRES_USER / POSTGRES_DB.
+IMAGE_DEFAULT_USER = "postgres"
 
-# The variables the compose file interpolates, in the order they are reported.
+# The variables of docker-compose.yml, and the container's own that they feed.
 PROJECT = "COMPOSE_PROJECT_NAME"
 IMAGE = "POSTGRES_IMAGE"
 CONTAINER = "POSTGRES_CONTAINER_NAME"
 USER = "POSTGRES_USER"
 PASSWORD = "POSTGRES_PASSWORD"  # noqa: S105 (a variable name, not a password)
+PASSWORD_FILE = "POSTGRES_PASSWORD_FILE"  # noqa: S105
 DATABASE = "POSTGRES_DB"
 BIND = "POSTGRES_BIND"
 PORT = "POSTGRES_PORT"
-COMPOSE_VARIABLES = (PROJECT, IMAGE, CONTAINER, USER, PASSWORD, DATABASE, BIND, PORT)
 
-# `${NAME:-default}` but not the `$${NAME}` that Compose leaves to the container's shell.
-_DEFAULT_PATTERN = re.compile(r"(?<!\$)\$\{(?P<name>[A-Z0-9_]+):-(?P<default>[^}]*)\}")
-_PROJECT_NAME_PATTERN = re.compile(r"^name:\s*[\"']?(?P<name>[^\"'\s#]+)", re.MULTILINE)
-_VALID_PROJECT = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
-_VALID_CONTAINER = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
-
-ENVIRONMENT = "environment"
-DEFAULT = "default in docker-compose.yml"
-
-
-def compose_defaults(compose_file: Path = COMPOSE_FILE) -> dict[str, str]:
-    """The `${VAR:-default}` values and the top-level `name:` of the compose file."""
-    lines = compose_file.read_text(encoding="utf-8").splitlines()
-    text = "\n".join(line for line in lines if not line.lstrip().startswith("#"))
-    defaults = {m["name"]: m["default"] for m in _DEFAULT_PATTERN.finditer(text)}
-    project = _PROJECT_NAME_PATTERN.search(text)
-    if project:
-        defaults[PROJECT] = project["name"]
-    return defaults
-
-
-def read_env_file(path: Path) -> dict[str, str]:
-    """Values of a dotenv file, without touching os.environ; a malformed line is an error."""
-    from io import StringIO
-
-    from dotenv import dotenv_values
-    from dotenv.parser import parse_stream
-
-    text = path.read_text(encoding="utf-8")
-    # python-dotenv only logs unparsable lines and goes on; a typo must not pass silently.
-    for binding in parse_stream(StringIO(text)):
-        if binding.error:
-            line = binding.original.line
-            raise ConfigError(
-                f"{path}: line {line} cannot be parsed ({binding.original.string.strip()!r}); "
-                "write it as NAME=value (see .env.example)."
-            )
-    values = dotenv_values(stream=StringIO(text), interpolate=True)
-    return {key: value for key, value in values.items() if value is not None}
+ENVIRONMENT = "the environment"
+COMPOSE_FILES = "the compose files"
 
 
 @dataclass(frozen=True)
@@ -92,16 +65,22 @@ class Settings:
     database: str
     bind: str
     port: int
-    env_file: Path
-    sources: Mapping[str, str] = field(repr=False)
+    volume_name: str
+    invocation: Invocation = field(repr=False)
+    published: tuple[
+        tuple[str, int], ...
+    ] = ()  # every (address, port) for 5432; bind/port: the first
+    warnings: tuple[str, ...] = ()
     backup_dir: Path = ROOT / BACKUP_DIR_NAME
-    root: Path = ROOT
-    compose_file: Path = COMPOSE_FILE
 
     @property
-    def volume_name(self) -> str:
-        """The Docker volume Compose creates for `postgres_data` in this project."""
-        return f"{self.project}_{VOLUME_KEY}"
+    def root(self) -> Path:
+        return self.invocation.root
+
+    @property
+    def env_file(self) -> Path:
+        """The env file Compose reads (.env, or DEVDB_ENV_FILE); it may not exist."""
+        return self.invocation.dotenv
 
     @property
     def connect_host(self) -> str:
@@ -111,110 +90,154 @@ class Settings:
             return "::1" if address.version == 6 else "127.0.0.1"
         return self.bind
 
-    def compose_environment(self) -> dict[str, str]:
-        """The resolved values, handed to Compose so that it cannot resolve them differently."""
-        return {
-            PROJECT: self.project,
-            IMAGE: self.image,
-            CONTAINER: self.container_name,
-            USER: self.user,
-            PASSWORD: self.password,
-            DATABASE: self.database,
-            BIND: self.bind,
-            PORT: str(self.port),
-        }
 
-    def mask(self, text: str) -> str:
-        """`text` with the password replaced, for anything shown to the user."""
-        return text.replace(self.password, "****") if self.password else text
+def invocation_for(environ: Mapping[str, str] | None = None, root: Path = ROOT) -> Invocation:
+    """How plain Compose runs here: this folder, this environment, DEVDB_ENV_FILE if set."""
+    environ = dict(os.environ if environ is None else environ)
+    explicit = environ.get(ENV_FILE_VARIABLE)
+    return Invocation(root=root, environ=environ, env_file=Path(explicit) if explicit else None)
 
 
-def load_settings(
-    environ: Mapping[str, str] | None = None, compose_file: Path = COMPOSE_FILE
-) -> Settings:
-    """Resolve and validate the settings; raise ConfigError naming the first bad value."""
-    environ = os.environ if environ is None else environ
-    env_file = Path(environ.get(ENV_FILE_VARIABLE) or compose_file.parent / ".env")
-    file_values = read_env_file(env_file) if env_file.is_file() else {}
-    defaults = compose_defaults(compose_file)
+def load_settings(environ: Mapping[str, str] | None = None, root: Path = ROOT) -> Settings:
+    """Ask Compose, then validate; raise ConfigError naming the first bad value."""
+    invocation = invocation_for(environ, root)
+    return settings_from_config(resolve(invocation), invocation)
 
-    values: dict[str, str] = {}
-    sources: dict[str, str] = {}
-    for name in COMPOSE_VARIABLES:
-        if name in environ:
-            values[name], sources[name] = environ[name], ENVIRONMENT
-        elif name in file_values:
-            values[name], sources[name] = file_values[name], str(env_file)
-        else:
-            values[name], sources[name] = defaults.get(name, ""), DEFAULT
 
-    check = _Validator(values, sources)
+def settings_from_config(config: ProjectConfig, invocation: Invocation) -> Settings:
+    """The tasks' settings from Compose's resolved configuration (pure: no Compose call)."""
+    check = _Validator(invocation)
+    service = config.services.get(SERVICE)
+    if service is None:
+        raise ConfigError(
+            f"the compose files define no service {SERVICE!r} "
+            f"(services: {', '.join(config.services) or 'none'}); restore it in docker-compose.yml."
+        )
+    environment = {k: v for k, v in (service.get("environment") or {}).items() if v is not None}
+    user = check.identifier(USER, environment.get(USER) or IMAGE_DEFAULT_USER)
+    ports = _published(service, check)
     return Settings(
-        project=check.matches(PROJECT, _VALID_PROJECT, "lowercase letters, digits, - and _"),
-        image=check.non_empty(IMAGE),
-        container_name=check.matches(CONTAINER, _VALID_CONTAINER, "letters, digits, _ . -"),
-        user=check.identifier(USER),
-        password=check.non_empty(PASSWORD, secret=True),
-        database=check.identifier(DATABASE),
-        bind=check.ip_address(BIND),
-        port=check.port(PORT),
-        env_file=env_file,
-        sources=sources,
-        backup_dir=Path(environ.get(BACKUP_DIR_VARIABLE) or compose_file.parent / BACKUP_DIR_NAME),
-        root=compose_file.parent,
-        compose_file=compose_file,
+        project=config.project,
+        image=check.non_empty(IMAGE, service.get("image") or ""),
+        container_name=service.get("container_name") or f"{config.project}-{SERVICE}-1",
+        user=user,
+        password=check.password(environment),
+        database=check.identifier(DATABASE, environment.get(DATABASE) or user),
+        bind=ports[0][0],
+        port=ports[0][1],
+        volume_name=_data_volume(service, config),
+        invocation=invocation,
+        published=tuple(ports),
+        warnings=config.warnings,
+        backup_dir=Path(
+            invocation.environ.get(BACKUP_DIR_VARIABLE) or invocation.root / BACKUP_DIR_NAME
+        ),
+    )
+
+
+def _published(service: dict, check: _Validator) -> list[tuple[str, int]]:
+    """(address, port) of every host port published for the server's port 5432."""
+    found = []
+    for entry in service.get("ports") or []:
+        if int(entry.get("target", 0)) != CONTAINER_PORT or entry.get("protocol", "tcp") != "tcp":
+            continue
+        address = check.ip_address(BIND, entry.get("host_ip") or "0.0.0.0")  # noqa: S104 (Docker's own default)
+        found.append((address, check.port(PORT, str(entry.get("published") or ""))))
+    if not found:
+        raise ConfigError(
+            f"the postgres service publishes no host port for {CONTAINER_PORT}; the tasks reach "
+            f'the server through one: keep "${{POSTGRES_BIND}}:${{POSTGRES_PORT}}:{CONTAINER_PORT}" '
+            "in its ports."
+        )
+    return found
+
+
+def _data_volume(service: dict, config: ProjectConfig) -> str:
+    """The Docker volume mounted at the data directory (what survives `down`)."""
+    for mount in service.get("volumes") or []:
+        if mount.get("target") != DATA_DIR:
+            continue
+        if mount.get("type") == "volume" and mount.get("source"):
+            declared = config.volumes.get(mount["source"]) or {}
+            return declared.get("name") or f"{config.project}_{mount['source']}"
+        raise ConfigError(
+            f"{DATA_DIR} is a {mount.get('type')} mount ({mount.get('source')}); the tasks "
+            "(reset, backups, the version guard) need a named volume there, as docker-compose.yml has."
+        )
+    raise ConfigError(
+        f"nothing is mounted at {DATA_DIR}: the data would be lost with the container; "
+        "mount the postgres_data volume there, as docker-compose.yml does."
     )
 
 
 class _Validator:
-    """Checks one variable at a time; every error names the variable, value, origin and fix."""
+    """Checks one value at a time; every error names the variable, value, origin and fix."""
 
-    def __init__(self, values: Mapping[str, str], sources: Mapping[str, str]) -> None:
-        self._values = values
-        self._sources = sources
+    def __init__(self, invocation: Invocation) -> None:
+        self._invocation = invocation
 
-    def _fail(self, name: str, problem: str, fix: str, secret: bool = False) -> ConfigError:
-        shown = "(hidden)" if secret else repr(self._values[name])
-        origin = self._sources[name]
-        return ConfigError(f"{name}={shown} (from {origin}) {problem}; {fix}.")
+    def origin(self, name: str) -> str:
+        """Where a variable was most likely set, for messages only (Compose did the reading)."""
+        if name in self._invocation.environ:
+            return ENVIRONMENT
+        if name in defined_keys(self._invocation.dotenv):
+            return str(self._invocation.dotenv)
+        return COMPOSE_FILES
 
-    def non_empty(self, name: str, secret: bool = False) -> str:
-        value = self._values[name]
+    def _fail(self, name: str, value: str | None, problem: str, fix: str) -> ConfigError:
+        shown = "(hidden)" if value is None else repr(value)
+        return ConfigError(f"{name}={shown} (from {self.origin(name)}) {problem}; {fix}.")
+
+    def non_empty(self, name: str, value: str) -> str:
         if not value:
-            raise self._fail(name, "is empty", f"set {name} in .env", secret=secret)
+            raise self._fail(name, value, "is empty", f"set {name} in .env")
         return value
 
-    def identifier(self, name: str) -> str:
-        value = self.non_empty(name)
+    def identifier(self, name: str, value: str) -> str:
         if len(value.encode("utf-8")) > MAX_IDENTIFIER_BYTES:
             raise self._fail(
-                name,
+                name, value,
                 f"is longer than {MAX_IDENTIFIER_BYTES} bytes and PostgreSQL would truncate it",
                 "choose a shorter name",
-            )
+            )  # fmt: skip
+        if any(unicodedata.category(char) == "Cc" for char in value):
+            raise self._fail(
+                name, value, "contains a control character (a line break or tab?)",
+                "write the name on one line, without quotes spanning lines",
+            )  # fmt: skip
         return value
 
-    def matches(self, name: str, pattern: re.Pattern[str], allowed: str) -> str:
-        value = self.non_empty(name)
-        if not pattern.match(value):
-            raise self._fail(name, "is not a valid name", f"use only {allowed}")
+    def password(self, environment: Mapping[str, str]) -> str:
+        value = environment.get(PASSWORD, "")
+        if not value and environment.get(PASSWORD_FILE):
+            raise self._fail(
+                PASSWORD_FILE, environment[PASSWORD_FILE], "is not supported by the tasks",
+                "they log in with POSTGRES_PASSWORD itself: set that instead",
+            )  # fmt: skip
+        if not value:
+            raise self._fail(PASSWORD, None, "is empty", f"set {PASSWORD} in .env")
+        # The image hands the password to initdb on one line, which drops everything after a
+        # line break and a trailing carriage return: the server would store another password.
+        if "\n" in value or "\r" in value:
+            raise self._fail(
+                PASSWORD, None, "contains a line break (or a carriage return: CR line endings?)",
+                "the server would keep only part of it; write it on one line",
+            )  # fmt: skip
         return value
 
-    def ip_address(self, name: str) -> str:
-        value = self._values[name]
+    def ip_address(self, name: str, value: str) -> str:
         try:
             return str(ipaddress.ip_address(value))
         except ValueError:
-            raise self._fail(
-                name, "is not an IP address", "use 127.0.0.1 (this machine only) or 0.0.0.0"
-            ) from None
+            raise self._fail(name, value, "is not an IP address", BIND_FIX) from None
 
-    def port(self, name: str) -> int:
-        value = self._values[name].strip()
+    def port(self, name: str, value: str) -> int:
         if not value.isdigit() or not 1 <= int(value) <= 65535:
             raise self._fail(
-                name, "is not a port number", "use a whole number from 1 to 65535, e.g. 5433"
-            )
+                name, value,
+                "is not a single port number",
+                f"{PORT_FIX} (the tasks need a fixed host port)",
+            )  # fmt: skip
         return int(value)
 
 

@@ -12,7 +12,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from devdb.compose import cli_found, docker
+from devdb.compose import daemon_down, daemon_down_error, docker
+from devdb.compose_binary import cli_found
 from devdb.errors import ConfigError, DevDbError
 from devdb.settings import DATA_DIR, Settings
 
@@ -29,39 +30,47 @@ class VolumeFacts:
     image_present: bool = False
 
 
-class _Answered:
-    """A finished look-up, with the interface of a running `docker inspect`."""
+@dataclass
+class Lookup:
+    """The volume and image look-up: answered over the engine socket, or `docker inspect` running."""
 
-    def __init__(self, objects: list[dict]) -> None:
-        self.output = json.dumps(objects)
+    objects: list[dict] | None = None
+    process: subprocess.Popen[str] | None = None
 
-    def communicate(self) -> tuple[str, None]:
-        return self.output, None
+    def wait(self) -> list[dict]:
+        """The objects found; DockerUnavailable (exit 3) when no engine answers."""
+        if self.process is None:
+            return self.objects or []
+        output, errors = self.process.communicate()
+        # `docker inspect` exits 1 when either is missing; the found objects are still printed.
+        if self.process.returncode != 0 and daemon_down(errors):
+            raise daemon_down_error()
+        try:
+            return json.loads(output or "[]")
+        except json.JSONDecodeError:
+            return []
 
 
-def start_inspect(settings: Settings) -> subprocess.Popen[str] | _Answered:
+def start_inspect(settings: Settings) -> Lookup:
     """Look up the volume and the image (engine socket, else `docker inspect` in the background)."""
     from devdb.engine import volume_and_image
 
     objects = volume_and_image(settings.volume_name, settings.image)
     if objects is not None:
-        return _Answered(objects)
+        return Lookup(objects=objects)
     with cli_found("docker"):
-        return subprocess.Popen(
-            ["docker", "inspect", settings.volume_name, settings.image],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
+        return Lookup(
+            process=subprocess.Popen(
+                ["docker", "inspect", settings.volume_name, settings.image],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
         )
 
 
-def facts_from(process: subprocess.Popen[str] | _Answered) -> VolumeFacts:
-    # `docker inspect` exits 1 when either is missing; the found objects are still printed.
-    output, _ = process.communicate()
-    try:
-        objects = json.loads(output or "[]")
-    except json.JSONDecodeError:
-        objects = []
+def facts_from(lookup: Lookup) -> VolumeFacts:
+    objects = lookup.wait()
     volume = next((o for o in objects if "Mountpoint" in o), None)
     image = next((o for o in objects if "RepoTags" in o), None)
     return VolumeFacts(

@@ -106,7 +106,7 @@ class BenchStack:
 
 
 def plugin_binary() -> str:
-    from devdb.compose import compose_base, plugin_run_directly
+    from devdb.compose_binary import compose_base, plugin_run_directly
 
     binary = plugin_run_directly()
     if binary is None:

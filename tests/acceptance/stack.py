@@ -68,9 +68,8 @@ def run(
     """Run a command, capture text output, never raise on a non-zero exit."""
     kwargs.setdefault("timeout", COMMAND_TIMEOUT_SECONDS)
     kwargs.setdefault("stdin", subprocess.DEVNULL)
-    return subprocess.run(
-        argv, env=env, capture_output=True, text=True, check=False, cwd=ROOT, **kwargs
-    )
+    kwargs.setdefault("cwd", ROOT)
+    return subprocess.run(argv, env=env, capture_output=True, text=True, check=False, **kwargs)
 
 
 def clean_environment() -> dict[str, str]:
@@ -132,6 +131,9 @@ class Stack:
     def env(self, **extra: str) -> dict[str, str]:
         env = clean_environment()
         env.update(
+            # The repository's file alone: a developer's docker-compose.override.yml (which
+            # might name their own container) never reaches a throwaway stack.
+            COMPOSE_FILE=str(COMPOSE_FILE),
             COMPOSE_PROJECT_NAME=self.project,
             POSTGRES_CONTAINER_NAME=self.container,
             POSTGRES_PORT=str(self.port),

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from devdb.settings import compose_defaults
+from devdb.settings import load_settings
 from tests.acceptance.stack import COMPOSE_FILE, OFFICIAL_IMAGE, clean_environment, run
 
 
@@ -71,18 +71,23 @@ def test_restart_policy(rendered):
     assert rendered[0]["services"]["postgres"]["restart"] == "unless-stopped"
 
 
-def test_the_tasks_defaults_are_what_compose_renders(rendered):
-    """One source of truth: the tasks read the same defaults Compose applies."""
+def test_the_tasks_settings_are_what_compose_renders(rendered, tmp_path):
+    """One source of truth: with nothing set, the tasks see what Compose renders."""
     config, _ = rendered
     service = config["services"]["postgres"]
-    defaults = compose_defaults()
+    empty = tmp_path / "empty.env"
+    empty.write_text("")
+    env = {**clean_environment(), "DEVDB_ENV_FILE": str(empty), "COMPOSE_FILE": str(COMPOSE_FILE)}
+    env.pop("POSTGRES_IMAGE")
+    settings = load_settings(env)
     (port,) = service["ports"]
-    assert defaults["POSTGRES_IMAGE"] == service["image"]
-    assert defaults["POSTGRES_CONTAINER_NAME"] == service["container_name"]
-    assert defaults["COMPOSE_PROJECT_NAME"] == config["name"]
-    assert (defaults["POSTGRES_BIND"], defaults["POSTGRES_PORT"]) == (
-        port["host_ip"],
-        str(port["published"]),
+    assert settings.image == service["image"]
+    assert settings.container_name == service["container_name"]
+    assert settings.project == config["name"]
+    assert (settings.bind, str(settings.port)) == (port["host_ip"], str(port["published"]))
+    environment = service["environment"]
+    assert (settings.user, settings.password, settings.database) == (
+        environment["POSTGRES_USER"],
+        environment["POSTGRES_PASSWORD"],
+        environment["POSTGRES_DB"],
     )
-    for name in ("POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_DB"):
-        assert defaults[name] == service["environment"][name]

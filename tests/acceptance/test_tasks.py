@@ -169,9 +169,7 @@ def test_unknown_flag_is_invokes_usage_error(shared_stack):
 def test_image_that_cannot_be_pulled_names_postgres_image(new_stack):
     stack = new_stack("no-image")
     done = stack.inv("db-up", env=stack.env(POSTGRES_IMAGE="devdb-test-no-such-image:never"))
-    assert_clean_failure(
-        done, 2, "POSTGRES_IMAGE='devdb-test-no-such-image:never'", "build-offline-image"
-    )
+    assert_clean_failure(done, 2, "POSTGRES_IMAGE='devdb-test-no-such-image:never'", "inv setup")
     assert "pulling devdb-test-no-such-image:never" in done.stderr
 
 

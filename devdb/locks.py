@@ -1,0 +1,69 @@
+"""One lock per Compose project on this machine, shared by every user, leaving no file behind.
+
+The lock file lives in the temporary directory so that root (a task run once with sudo) and
+the developer lock the same project. It is opened read-only (a lock needs no write access, so a
+file that another user created never breaks a task) and removed by whoever releases it; a
+waiter that then finds its file unlinked or replaced simply tries again.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+
+LOCK_FILE_MODE = 0o644
+
+
+def lock_path(project: str) -> Path:
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", project)
+    return Path(tempfile.gettempdir()) / f"devdb-{safe}.lock"
+
+
+@contextmanager
+def project_lock(project: str) -> Iterator[None]:
+    """Hold the project's lock for the duration of the block."""
+    try:
+        import fcntl
+    except ImportError:  # Windows without WSL: no flock; Compose's own checks remain
+        yield
+        return
+    path = lock_path(project)
+    fd = _acquire(path, fcntl)
+    try:
+        yield
+    finally:
+        # Still ours: we hold the lock on the file at this path. Another user's file in a
+        # sticky directory cannot be removed by us; it stays, harmlessly.
+        with suppress(OSError):
+            path.unlink()
+        os.close(fd)  # releases the lock
+
+
+def _acquire(path: Path, fcntl) -> int:
+    while True:
+        fd = _open(path)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            if os.stat(path).st_ino == os.fstat(fd).st_ino:
+                return fd
+        except FileNotFoundError:
+            pass
+        os.close(fd)  # the holder removed it while we waited: lock the new one
+
+
+def _open(path: Path) -> int:
+    while True:
+        try:
+            # No O_CREAT here: Linux refuses O_CREAT on another user's file in /tmp
+            # (fs.protected_regular) even when the file exists and is readable.
+            return os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            pass
+        try:
+            return os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, LOCK_FILE_MODE)
+        except FileExistsError:
+            continue  # another process created it meanwhile
