@@ -65,7 +65,7 @@ def acceptance(session: nox.Session) -> None:
     """AC1-AC3 and every task against a real Docker engine, Compose and PostgreSQL."""
     if not _docker_answers():
         session.error(
-            "No Docker engine answers (`docker info` failed): run `inv check-docker` for the fix."
+            "No Docker engine answers (`docker info` failed): run `inv setup` (or `inv check-docker`)."
         )
     install(session, *TEST_TOOLS, *BACKEND_DRIVERS)
     run_pytest(session, "tests/acceptance")

@@ -93,6 +93,15 @@ def check_docker(c):
     lifecycle.check_docker(_console())
 
 
+@task(help={"yes": "Record the stand-in image in an existing .env without asking (CI, scripts)."})
+@handled
+def setup(c, yes=False):
+    """Make this machine ready: Docker engine, Compose v2, a PostgreSQL 15 image. Only what is missing."""
+    from devdb.setup import setup as run_setup
+
+    run_setup(yes, _console())
+
+
 @task(help={"timeout": TIMEOUT_HELP})
 @handled
 def db_up(c, timeout=None):

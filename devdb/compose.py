@@ -24,6 +24,7 @@ from devdb.locks import project_lock
 from devdb.settings import SERVICE, Settings
 
 _DAEMON_DOWN_MARKERS = ("Cannot connect to the Docker daemon", "error during connect")
+_PERMISSION_MARKER = "permission denied while trying to connect to the Docker daemon"
 _PORT_TAKEN_MARKERS = ("port is already allocated", "address already in use")
 # What a failed image pull looks like (unknown name, no registry, no network).
 _PULL_FAILED_MARKERS = (
@@ -40,22 +41,36 @@ START_DAEMON_HINT = (
 )
 
 
-def daemon_down(output: str) -> bool:
-    return any(marker in output for marker in _DAEMON_DOWN_MARKERS)
+def engine_installed() -> bool:
+    """False only where we are sure: Linux with neither dockerd nor the engine's socket."""
+    if not sys.platform.startswith("linux"):
+        return True
+    return bool(shutil.which("dockerd")) or engine.DEFAULT_SOCKET.exists()
 
 
-def daemon_down_error() -> DockerUnavailable:
-    """No engine answers: say whether to start it or to install one (inv setup)."""
-    if (
-        sys.platform.startswith("linux")
-        and not shutil.which("dockerd")
-        and not engine.DEFAULT_SOCKET.exists()
-    ):
-        return DockerUnavailable(
-            "no Docker engine is installed on this machine; run inv setup (Debian/Ubuntu: "
-            "installs and starts one), or install Docker Engine >= 20.10 for your system."
-        )
-    return DockerUnavailable(f"the Docker daemon does not answer; {START_DAEMON_HINT}.")
+def engine_fix() -> str:
+    """How to get an engine that answers: start the one that is there, or install one."""
+    if engine_installed():
+        return START_DAEMON_HINT
+    return (
+        "no Docker engine is installed here: run inv setup (Debian/Ubuntu: installs and starts one)"
+    )
+
+
+def engine_error(output: str) -> DockerUnavailable | None:
+    """The error when a docker/compose command's output says the engine cannot be used."""
+    if _PERMISSION_MARKER in output:
+        return permission_error()
+    if any(marker in output for marker in _DAEMON_DOWN_MARKERS):
+        return DockerUnavailable(f"the Docker daemon does not answer; {engine_fix()}.")
+    return None
+
+
+def permission_error() -> DockerUnavailable:
+    return DockerUnavailable(
+        "you may not use Docker's socket; join the docker group (sudo usermod -aG docker $USER, "
+        "then log in again) or run the task with sudo."
+    )
 
 
 @dataclass(frozen=True)
@@ -174,8 +189,9 @@ class Compose:
 
     def failure(self, argv: list[str], returncode: int, output: str) -> Exception:
         """The error for a failed command: daemon down, port taken, or the generic one."""
-        if daemon_down(output):
-            return daemon_down_error()
+        unusable = engine_error(output)
+        if unusable is not None:
+            return unusable
         if any(marker in output for marker in _PORT_TAKEN_MARKERS):
             s = self.settings
             return PortInUse(
@@ -227,7 +243,8 @@ def docker(*args: str, timeout: float | None = 60) -> str:
         done = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=timeout)
     if done.returncode != 0:
         output = done.stdout + done.stderr
-        if daemon_down(output):
-            raise daemon_down_error()
+        unusable = engine_error(output)
+        if unusable is not None:
+            raise unusable
         raise CommandFailed(argv, done.returncode, output)
     return done.stdout

@@ -97,7 +97,8 @@ def compose_base() -> tuple[str, ...]:
         return VIA_DOCKER_CLI
     version = _standalone_version()
     if version is None:
-        raise DockerUnavailable(f"Docker Compose v2 was not found; {SETUP_HINT}.")
+        missing = "Docker Compose v2" if shutil.which("docker") else "Docker (the docker CLI)"
+        raise DockerUnavailable(f"{missing} was not found; {SETUP_HINT}.")
     if version.split(".")[0] in ("0", "1"):
         raise DockerUnavailable(
             f"docker-compose {version} is Compose v1, which is not supported; "

@@ -7,7 +7,7 @@ import re
 import subprocess
 from dataclasses import dataclass
 
-from devdb.compose import START_DAEMON_HINT
+from devdb.compose import engine_fix
 from devdb.compose_binary import SETUP_HINT, STANDALONE, compose_base, plugin_run_directly
 from devdb.errors import DevDbError
 
@@ -67,7 +67,7 @@ def docker_findings() -> list[Finding]:
         )
     else:
         detail = err.strip().splitlines()[0] if err.strip() else "no answer"
-        findings.append(Finding("Docker engine", PROBLEM, detail, START_DAEMON_HINT))
+        findings.append(Finding("Docker engine", PROBLEM, detail, engine_fix()))
     findings.append(compose_finding())
     return findings
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from devdb import readiness, render
 from devdb.compose import Compose, ContainerState, parse_ps_output
+from devdb.confirm import confirm
 from devdb.errors import (
     CommandFailed,
     ConfigError,
@@ -372,7 +373,7 @@ def reset(
         f"This destroys the container {settings.container_name} and the volume "
         f"{settings.volume_name}: every table and row of database {settings.database}."
     )
-    _confirm("Type 'yes' to destroy it: ", yes, ask)
+    confirm("Type 'yes' to destroy it: ", yes, ask)
     compose = Compose(settings)
     with compose.exclusive():
         compose.run("down", "--volumes")
@@ -419,18 +420,6 @@ def env_init(force: bool, console: render.Console) -> None:
     )
 
 
-def _confirm(question: str, yes: bool, ask: Callable[[str], str]) -> None:
-    """Ask on a terminal; without one, refuse unless --yes (exit 2, nothing changed)."""
-    if yes:
-        return
-    if not sys.stdin.isatty():
-        raise ConfigError(
-            "refusing to destroy data without a terminal to ask on; pass --yes to confirm."
-        )
-    if ask(question).strip().lower() != "yes":
-        raise ConfigError("not confirmed; nothing was changed.")
-
-
 def db_backup(settings: Settings, output: str | None, console: render.Console) -> None:
     from pathlib import Path
 
@@ -457,7 +446,7 @@ def db_restore(
     console.line(
         f"This replaces the objects of database {settings.database} with those in {archive}."
     )
-    _confirm("Type 'yes' to restore: ", yes, ask)
+    confirm("Type 'yes' to restore: ", yes, ask)
     if safety_backup:
         saved = backup(settings)
         console.line(f"Safety backup of the current data: {saved.path}")

@@ -32,7 +32,14 @@ def project_lock(project: str) -> Iterator[None]:
         yield
         return
     path = lock_path(project)
-    fd = _acquire(path, fcntl)
+    try:
+        fd = _acquire(path, fcntl)
+    except PermissionError:
+        # Another user's lock file that we may not even read (a umask of 077 when it was
+        # made): lock a file of our own instead. Runs of that other user are then not
+        # serialised with ours, which is a lesser evil than refusing to work.
+        path = lock_path(f"{project}.uid{os.getuid()}")
+        fd = _acquire(path, fcntl)
     try:
         yield
     finally:
@@ -64,6 +71,8 @@ def _open(path: Path) -> int:
         except FileNotFoundError:
             pass
         try:
-            return os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, LOCK_FILE_MODE)
+            fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, LOCK_FILE_MODE)
         except FileExistsError:
             continue  # another process created it meanwhile
+        os.fchmod(fd, LOCK_FILE_MODE)  # readable by every user, whatever the umask
+        return fd

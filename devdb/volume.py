@@ -12,7 +12,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from devdb.compose import daemon_down, daemon_down_error, docker
+from devdb.compose import docker, engine_error
 from devdb.compose_binary import cli_found
 from devdb.errors import ConfigError, DevDbError
 from devdb.settings import DATA_DIR, Settings
@@ -43,8 +43,9 @@ class Lookup:
             return self.objects or []
         output, errors = self.process.communicate()
         # `docker inspect` exits 1 when either is missing; the found objects are still printed.
-        if self.process.returncode != 0 and daemon_down(errors):
-            raise daemon_down_error()
+        unusable = engine_error(errors) if self.process.returncode != 0 else None
+        if unusable is not None:
+            raise unusable
         try:
             return json.loads(output or "[]")
         except json.JSONDecodeError:

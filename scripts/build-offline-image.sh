@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Makes a PostgreSQL 15 image available on a machine without a container registry.
 #
-#   scripts/build-offline-image.sh [--rebuild]
+#   scripts/build-offline-image.sh [--rebuild] [--no-pull]
 #
-# - postgres:15-alpine present, or pullable: says so, builds nothing, prints that tag.
+# - postgres:15-alpine present, or pullable: says so, builds nothing, prints that tag
+#   (--no-pull: the caller has just tried; go straight to the stand-in).
 # - otherwise builds the stand-in ai-interviewer/postgres:15-offline from Debian's own packages
 #   (debootstrap of bookworm + postgresql-15, `docker import`, then scripts/offline-image/), unless
 #   that tag exists already (use --rebuild to build it again).
@@ -24,12 +25,15 @@ say() { printf 'build-offline-image: %s\n' "$*" >&2; }
 die() { say "error: $*"; exit 1; }
 
 rebuild=0
-case "${1:-}" in
-"") ;;
---rebuild) rebuild=1 ;;
--h | --help) sed -n '2,12p' "$0"; exit 0 ;;
-*) die "unknown argument '$1' (usage: $0 [--rebuild])" ;;
-esac
+pull=1
+for argument in "$@"; do
+	case "$argument" in
+	--rebuild) rebuild=1 ;;
+	--no-pull) pull=0 ;;
+	-h | --help) sed -n '2,13p' "$0"; exit 0 ;;
+	*) die "unknown argument '$argument' (usage: $0 [--rebuild] [--no-pull])" ;;
+	esac
+done
 
 docker info >/dev/null 2>&1 || die "no Docker engine answers; run scripts/provision-docker.sh first"
 
@@ -40,7 +44,7 @@ if image_exists "$OFFICIAL_IMAGE"; then
 	echo "$OFFICIAL_IMAGE"
 	exit 0
 fi
-if timeout "$PULL_TIMEOUT_SECONDS" docker pull -q "$OFFICIAL_IMAGE" >/dev/null 2>&1; then
+if [ "$pull" = 1 ] && timeout "$PULL_TIMEOUT_SECONDS" docker pull -q "$OFFICIAL_IMAGE" >/dev/null 2>&1; then
 	say "pulled $OFFICIAL_IMAGE; nothing to build"
 	echo "$OFFICIAL_IMAGE"
 	exit 0

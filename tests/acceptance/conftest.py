@@ -39,11 +39,14 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     except (FileNotFoundError, subprocess.TimeoutExpired):
         info = None
     if info is None or info.returncode != 0:
-        pytest.exit("No Docker engine answers: run `inv check-docker` for the fix.", returncode=3)
+        pytest.exit(
+            "No Docker engine answers: run `inv setup` (or `inv check-docker` for details).",
+            returncode=3,
+        )
     if run(["docker", "image", "inspect", IMAGE]).returncode != 0:
         pytest.exit(
-            f"The image {IMAGE} is not on this machine: `docker pull {IMAGE}`, or on a machine "
-            "without a registry scripts/build-offline-image.sh and POSTGRES_IMAGE=<its tag>.",
+            f"The image {IMAGE} is not on this machine: run `inv setup` (it pulls it, or on a "
+            "machine without a registry builds the stand-in and records it in .env).",
             returncode=3,
         )
 

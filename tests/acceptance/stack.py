@@ -30,7 +30,21 @@ SUITE_PREFIX = "devdb-test-"
 RUN_ID = secrets.token_hex(3)
 RUN_PREFIX = f"{SUITE_PREFIX}{RUN_ID}-"
 OFFICIAL_IMAGE = "postgres:15-alpine"
-IMAGE = os.environ.get("POSTGRES_IMAGE") or OFFICIAL_IMAGE
+
+
+def _configured_image() -> str:
+    """POSTGRES_IMAGE as the tasks resolve it in this checkout (.env included, as inv setup left it)."""
+    from devdb.errors import DevDbError
+    from devdb.settings import load_settings
+
+    environ = {k: v for k, v in os.environ.items() if k != "DEVDB_ENV_FILE"}
+    try:
+        return load_settings(environ).image
+    except DevDbError:
+        return OFFICIAL_IMAGE  # the session start then says what is missing
+
+
+IMAGE = os.environ.get("POSTGRES_IMAGE") or _configured_image()
 SEED_USER = "ai_interviewer_user"
 SEED_PASSWORD = "dev_password_change_in_production"
 SEED_DATABASE = "ai_interviewer_db"

@@ -132,3 +132,20 @@ def test_env_init_creates_a_private_env_file_that_works(new_stack, tmp_path):
     assert forced.returncode == 0
     assert (tmp_path / "fresh.env.bak").is_file()
     assert "already initialised" in forced.stderr
+
+
+def test_doctor_reads_db_variables_as_compose_does(new_stack):
+    """`$$` is one `$` to Compose in both lines: no disagreement to report."""
+    stack = new_stack(
+        "doctor-dollars",
+        env_text="POSTGRES_PASSWORD=pa$$word-long-enough\nDB_PASSWORD=pa$$word-long-enough\n"
+        "DB_USER=ai_interviewer_user\n",
+    )
+    report = findings(stack.inv("doctor", "--json"))
+    assert report["backend DB_*"]["status"] == "ok", report["backend DB_*"]
+    wrong = new_stack(
+        "doctor-dollars-wrong", env_text="POSTGRES_PASSWORD=pa$$word\nDB_PASSWORD=pa$word\n"
+    )
+    report = findings(wrong.inv("doctor", "--json"))
+    assert report["backend DB_*"]["status"] == "warning"
+    assert "DB_PASSWORD" in report["backend DB_*"]["detail"]

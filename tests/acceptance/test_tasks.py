@@ -173,21 +173,6 @@ def test_image_that_cannot_be_pulled_names_postgres_image(new_stack):
     assert "pulling devdb-test-no-such-image:never" in done.stderr
 
 
-def test_unreachable_daemon_exits_3(new_stack):
-    stack = new_stack("no-daemon")
-    env = stack.env(DOCKER_HOST="unix:///nonexistent/docker.sock")
-    assert_clean_failure(stack.inv("db-up", env=env), 3, "daemon")
-    done = stack.inv("check-docker", env=env)
-    assert done.returncode == 3
-    assert "problem" in done.stdout
-
-
-def test_missing_docker_exits_3(new_stack, tmp_path):
-    stack = new_stack("no-docker")
-    env = stack.env(PATH=str(tmp_path), HOME=str(tmp_path))
-    assert_clean_failure(stack.inv("db-up", env=env), 3, "not found")
-
-
 def test_port_held_by_another_program_fails_fast_with_exit_4(new_stack):
     stack = new_stack("port-taken")
     with socket.socket() as holder:

@@ -30,3 +30,10 @@ def test_developer_default_stack_is_untouched(developer_stack_before):
 def test_teardown_can_only_name_this_runs_projects(project):
     with pytest.raises(NotOurs):
         remove_stack(project, {})
+
+
+def test_no_lock_file_of_this_run_is_left_in_the_temporary_directory():
+    import tempfile
+    from pathlib import Path
+
+    assert list(Path(tempfile.gettempdir()).glob(f"devdb-{RUN_PREFIX}*.lock")) == []
