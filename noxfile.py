@@ -1,12 +1,13 @@
 """Test sessions. `nox` runs lint, unit and acceptance (the README's test command and CI's).
 
-`nox -s acceptance -- -k persistence` passes pytest arguments through. `nox -s bench` runs the
-speed benchmark (not part of the default run).
+`nox -s acceptance -- -k persistence` passes pytest arguments through; `nox -R` reuses the
+environments without reinstalling (nox's own flag). `nox -s bench` and `nox -s bench-backup`
+run the benchmarks (not part of the default run). What each session installs is declared once:
+requirements.txt for the tasks, the dependency groups of pyproject.toml for the test tools.
 """
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import subprocess
 from pathlib import Path
@@ -14,31 +15,18 @@ from pathlib import Path
 import nox
 
 ROOT = Path(__file__).parent
-REQUIREMENTS = ROOT / "requirements.txt"
-TEST_TOOLS = ["pytest>=7.4"]
-LINT_TOOLS = ["ruff>=0.6"]
-# The backend's driver stack, for the connection tests only: it is the application's
-# dependency, not ours.
-BACKEND_DRIVERS = ["sqlalchemy[asyncio]>=2.0", "asyncpg>=0.29"]
+PYPROJECT = nox.project.load_toml(ROOT / "pyproject.toml")
+REQUIREMENTS = ("-r", str(ROOT / "requirements.txt"))
 
 nox.options.sessions = ["lint", "unit", "acceptance"]
 nox.options.default_venv_backend = "uv|virtualenv"
-# Environments are reused; `install` below reinstalls only when what it installs changed.
 nox.options.reuse_venv = "yes"
 nox.options.error_on_missing_interpreters = True
 
 
-def install(session: nox.Session, *packages: str, requirements: bool = True) -> None:
-    """Install into the session's environment unless the same set is installed already."""
-    wanted = [*packages, *(["-r", str(REQUIREMENTS)] if requirements else [])]
-    digest = hashlib.sha256(" ".join(wanted).encode())
-    if requirements:
-        digest.update(REQUIREMENTS.read_bytes())
-    stamp = Path(session.virtualenv.location) / ".devdb-installed"
-    if stamp.is_file() and stamp.read_text() == digest.hexdigest():
-        return
-    session.install(*wanted)
-    stamp.write_text(digest.hexdigest())
+def install(session: nox.Session, *groups: str, requirements: bool = True) -> None:
+    packages = [p for group in groups for p in nox.project.dependency_groups(PYPROJECT, group)]
+    session.install(*packages, *(REQUIREMENTS if requirements else ()))
 
 
 def run_pytest(session: nox.Session, *args: str) -> None:
@@ -48,7 +36,7 @@ def run_pytest(session: nox.Session, *args: str) -> None:
 @nox.session
 def lint(session: nox.Session) -> None:
     """ruff check and ruff format --check."""
-    install(session, *LINT_TOOLS, requirements=False)
+    install(session, "lint", requirements=False)
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
 
@@ -56,7 +44,7 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def unit(session: nox.Session) -> None:
     """Unit tests of pure logic; no Docker needed."""
-    install(session, *TEST_TOOLS)
+    install(session, "test")
     run_pytest(session, "tests/unit")
 
 
@@ -67,15 +55,16 @@ def acceptance(session: nox.Session) -> None:
         session.error(
             "No Docker engine answers (`docker info` failed): run `inv setup` (or `inv check-docker`)."
         )
-    install(session, *TEST_TOOLS, *BACKEND_DRIVERS)
+    install(session, "test", "backend")
     run_pytest(session, "tests/acceptance")
 
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Measure `inv db-up` and friends against the bare Compose floor (prints ratios)."""
+    """Speed: `inv db-up` and friends against bare Compose, snapshots against backups and SQL."""
     install(session)
     session.run("python", "scripts/bench.py", *session.posargs)
+    session.run("python", "scripts/bench_snapshot.py")
 
 
 @nox.session(name="bench-backup")

@@ -1,124 +1,74 @@
 """Invoke tasks for the local PostgreSQL of AI Interviewer. `inv --list` shows them all.
 
 A thin shell: each task parses its flags, calls one function of the `devdb` package, and turns
-its errors into `invoke.Exit` with the documented exit code. Heavy imports stay inside the tasks
-so that `inv --list` is instant.
+its errors into `invoke.Exit` with the documented exit code (devdb/cli.py). Heavy imports stay
+inside the tasks so that `inv --list` is instant.
 """
 
 from __future__ import annotations
 
-import functools
-import os
-import sys
 from collections.abc import Callable
 from typing import Any
 
 from invoke import Exit, task
 
-from devdb.errors import EXIT_CODES_HELP, EXIT_INTERRUPTED, EXIT_UNEXPECTED, DevDbError
-
-DEBUG_VARIABLE = "DEVDB_DEBUG"
-
-
-def handled(body: Callable[..., Any]) -> Callable[..., Any]:
-    """Errors become one line and an exit code; Ctrl-C becomes exit 130; no tracebacks."""
-
-    @functools.wraps(body)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            result = body(*args, **kwargs)
-        except Exit:
-            raise
-        except DevDbError as err:
-            raise Exit(f"error: {err}", code=err.exit_code) from None
-        except KeyboardInterrupt:
-            raise Exit(
-                "interrupted; the stack is left as it was (inv db-status shows it).",
-                code=EXIT_INTERRUPTED,
-            ) from None
-        except Exception as err:
-            if os.environ.get(DEBUG_VARIABLE):
-                raise
-            raise Exit(
-                f"unexpected error: {type(err).__name__}: {err} (set {DEBUG_VARIABLE}=1 for the traceback)",
-                code=EXIT_UNEXPECTED,
-            ) from None
-        finish_fast(body.__name__)
-        return result
-
-    return wrapper
-
-
-def finish_fast(task_name: str) -> None:
-    """End the process now when this was the only task: skip the interpreter's teardown.
-
-    With psycopg, tenacity and Invoke loaded, Python's shutdown takes about 0.1 s on a 2-core
-    machine (measured: `import invoke, psycopg, tenacity` 0.52 s, 0.39 s with os._exit), which
-    is over 10% of a warm `db-up`. Nothing of ours needs it: streams are flushed here, and
-    connections, files and subprocesses are closed by the task before it returns.
-    """
-    if os.environ.get(DEBUG_VARIABLE):
-        return
-    task_names = {
-        name.replace("_", "-") for name, value in globals().items() if hasattr(value, "body")
-    }
-    if [arg for arg in sys.argv[1:] if arg in task_names] != [task_name.replace("_", "-")]:
-        return  # more tasks follow (inv db-up db-status): let Invoke run them
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)
-
-
-def _settings():
-    from devdb.lifecycle import load
-
-    return load(_console())
-
-
-def _console():
-    from devdb.render import Console
-
-    return Console()
-
+from devdb.cli import console, exit_when_done, handled, settings
+from devdb.errors import EXIT_CODES_HELP
 
 TIMEOUT_HELP = "Seconds to wait for PostgreSQL to accept logins (default 60)."
+YES_HELP = "Do not ask; needed when there is no terminal (CI, scripts)."
 
 
-@task(help={})
-@handled
-def check_docker(c):
-    """Check Docker (>= 20.10), Compose (>= 2.0) and the daemon. Exit 3 if something is missing."""
-    from devdb import lifecycle
+def _task_names() -> set[str]:
+    return {name.replace("_", "-") for name, value in globals().items() if hasattr(value, "body")}
 
-    lifecycle.check_docker(_console())
+
+def command(body: Callable[..., Any]) -> Callable[..., Any]:
+    """Errors as exit codes (handled), and a fast exit after the only task asked for."""
+    return handled(exit_when_done(_task_names)(body))
+
+
+def _exit_with(code: int) -> None:
+    if code:
+        raise Exit(code=code)
 
 
 @task(help={"yes": "Record the stand-in image in an existing .env without asking (CI, scripts)."})
-@handled
+@command
 def setup(c, yes=False):
     """Make this machine ready: Docker engine, Compose v2, a PostgreSQL 15 image. Only what is missing."""
-    from devdb.setup import setup as run_setup
+    from devdb.setup import setup as make_ready
 
-    run_setup(yes, _console())
-
-
-@task(help={"timeout": TIMEOUT_HELP})
-@handled
-def db_up(c, timeout=None):
-    """Start PostgreSQL and wait until it accepts logins. Exit 4 port taken, 5 timeout, 6 credentials."""
-    from devdb import lifecycle
-    from devdb.settings import parse_timeout
-
-    lifecycle.up(_settings(), parse_timeout(timeout), _console())
+    make_ready(yes, console())
 
 
 @task
-@handled
+@command
+def check_docker(c):
+    """Check Docker (>= 20.10), Compose (>= 2.0) and the daemon. Exit 3 if something is missing."""
+    from devdb.docker_check import check_docker as check
+
+    check(console())
+
+
+@task(help={"timeout": TIMEOUT_HELP})
+@command
+def db_up(c, timeout=None):
+    """Start PostgreSQL and wait until it accepts logins. Exit 4 port taken, 5 timeout, 6 credentials."""
+    from devdb import start
+    from devdb.settings import parse_timeout
+
+    out = console()
+    start.up(settings(out), parse_timeout(timeout), out)
+
+
+@task
+@command
 def db_down(c):
     """Stop and remove the container; the data volume is kept."""
     from devdb import lifecycle
 
-    lifecycle.down(_settings(), _console())
+    lifecycle.down(settings(), console())
 
 
 @task(
@@ -126,12 +76,12 @@ def db_down(c):
         "json": "Print one JSON object (state, health, ready, host, port, user, database, volume, image, server_version)."
     }
 )
-@handled
+@command
 def db_status(c, json=False):
     """Show state, health and whether a real login works. Exit 0 only when ready, else 5."""
     from devdb import lifecycle
 
-    lifecycle.show_status(_settings(), json, _console())
+    lifecycle.show_status(settings(), json, console())
 
 
 @task(
@@ -140,25 +90,21 @@ def db_status(c, json=False):
         "tail": "Only the last N lines (or 'all').",
     }
 )
-@handled
+@command
 def db_logs(c, follow=False, tail=None):
     """Show the PostgreSQL server log."""
     from devdb import lifecycle
 
-    code = lifecycle.logs(_settings(), follow, tail)
-    if code:
-        raise Exit(code=code)
+    _exit_with(lifecycle.logs(settings(), follow, tail))
 
 
 @task(help={"command": "Run this SQL and exit with psql's status (ON_ERROR_STOP is on)."})
-@handled
+@command
 def db_shell(c, command=None):
     """Open psql inside the container (no psql needed on the host). Exits with psql's status."""
     from devdb import lifecycle
 
-    code = lifecycle.shell(_settings(), command)
-    if code:
-        raise Exit(code=code)
+    _exit_with(lifecycle.shell(settings(), command))
 
 
 @task(
@@ -167,74 +113,128 @@ def db_shell(c, command=None):
         "in_compose": "The URL as a container on the compose network sees it (host postgres, port 5432).",
     }
 )
-@handled
+@command
 def db_url(c, format_="asyncpg", in_compose=False):
     """Print the database URL, password included (the one task that shows it), every part escaped."""
-    from devdb import lifecycle
+    from devdb.urls import database_url
 
-    print(lifecycle.url(_settings(), format_, in_compose))
+    print(database_url(settings(), format_, in_compose))
 
 
 @task(help={"timeout": TIMEOUT_HELP})
-@handled
+@command
 def db_persistence_test(c, timeout=None):
     """Write a marker row, down (volume kept), up, and verify the row survived; then drop it."""
-    from devdb import lifecycle
+    from devdb.persistence import persistence_test
     from devdb.settings import parse_timeout
 
-    lifecycle.persistence_test(_settings(), parse_timeout(timeout), _console())
+    persistence_test(settings(), parse_timeout(timeout), console())
 
 
-@task(help={"yes": "Do not ask; needed when there is no terminal (CI, scripts)."})
-@handled
+@task(help={"yes": YES_HELP})
+@command
 def db_reset(c, yes=False):
     """Destroy the container and the data volume (asks first; exit 2 if not confirmed)."""
     from devdb import lifecycle
 
-    lifecycle.reset(_settings(), yes, _console())
+    lifecycle.reset(settings(), yes, console())
 
 
 @task(help={"json": "Print the findings as a JSON list (name, status, detail, fix)."})
-@handled
+@command
 def doctor(c, json=False):
     """Diagnose Docker, .env, the port, the container, the login, the volume and the disk."""
-    from devdb import lifecycle
+    from devdb.doctor import doctor as diagnose
 
-    lifecycle.doctor(_console(), json)
+    diagnose(console(), json)
 
 
 @task(help={"force": "Replace an existing .env (the old one is kept as .env.bak)."})
-@handled
+@command
 def env_init(c, force=False):
     """Create .env from .env.example with a generated password (mode 600)."""
-    from devdb import lifecycle
+    from devdb.envfile import env_init_task
 
-    lifecycle.env_init(force, _console())
+    env_init_task(force, console())
 
 
 @task(help={"output": "Where to write the archive (default backups/<database>-<UTC time>.dump)."})
-@handled
+@command
 def db_backup(c, output=None):
     """Back up the database with pg_dump (custom format), streamed to a file; prints its path."""
-    from devdb import lifecycle
+    from devdb.backup import backup_task
 
-    lifecycle.db_backup(_settings(), output, _console())
+    backup_task(settings(), output, console())
 
 
 @task(
     positional=["path"],
     help={
         "path": "A pg_dump custom-format archive (from inv db-backup).",
-        "yes": "Do not ask; needed when there is no terminal (CI, scripts).",
+        "yes": YES_HELP,
         "no_safety_backup": "Skip the backup of the current data taken before restoring.",
     },
 )
-@handled
+@command
 def db_restore(c, path, yes=False, no_safety_backup=False):
     """Restore an archive into the database in one transaction (asks first; backs up first)."""
-    from devdb import lifecycle
+    from devdb.backup import restore_task
 
-    lifecycle.db_restore(_settings(), path, yes, not no_safety_backup, _console())
+    restore_task(settings(), path, yes, not no_safety_backup, console())
+
+
+SNAPSHOT_NAME_HELP = "1-40 characters: lowercase letters, digits, - and _."
+TERMINATE_HELP = "End the other sessions on the database (named otherwise, and refused)."
+
+
+@task(
+    positional=["name"],
+    help={
+        "name": SNAPSHOT_NAME_HELP,
+        "force": "Replace a snapshot of the same name.",
+        "terminate": TERMINATE_HELP,
+    },
+)
+@command
+def db_snapshot(c, name, force=False, terminate=False):
+    """Save the database as a named snapshot (schema, data, sequences...; not roles), in about a second."""
+    from devdb.snapshots import take
+
+    take(settings(), name, force, terminate, console())
+
+
+@task(
+    help={
+        "json": "Print the snapshots as a JSON list (name, database, source, taken_at, size_bytes)."
+    }
+)
+@command
+def db_snapshots(c, json=False):
+    """List the snapshots: name, when taken, size, source database."""
+    from devdb.snapshots import listing
+
+    listing(settings(), json, console())
+
+
+@task(
+    positional=["name"],
+    help={"name": SNAPSHOT_NAME_HELP, "yes": YES_HELP, "terminate": TERMINATE_HELP},
+)
+@command
+def db_snapshot_restore(c, name, yes=False, terminate=False):
+    """Make the database exactly the snapshot again, atomically (asks first)."""
+    from devdb.snapshots import restore
+
+    restore(settings(), name, yes, terminate, console())
+
+
+@task(positional=["name"], help={"name": SNAPSHOT_NAME_HELP, "yes": YES_HELP})
+@command
+def db_snapshot_delete(c, name, yes=False):
+    """Delete a snapshot (asks first)."""
+    from devdb.snapshots import delete
+
+    delete(settings(), name, yes, console())
 
 
 # `inv --help TASK` ends with the exit codes.

@@ -9,19 +9,24 @@ as it was.
 
 from __future__ import annotations
 
-import os
-import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from devdb.compose import Compose
+from devdb.confirm import confirm
 from devdb.errors import ConfigError, DevDbError
+from devdb.files import private_file
+from devdb.render import human_size
 from devdb.settings import Settings
 
+if TYPE_CHECKING:
+    from devdb.render import Console
+
 ARCHIVE_MAGIC = b"PGDMP"  # the first bytes of every pg_dump custom-format archive
-FILE_MODE = 0o600
 STDERR_LINES_SHOWN = 5
 
 
@@ -67,25 +72,15 @@ def backup(settings: Settings, output: Path | None = None) -> BackupResult:
         target = _next_free_name(target)  # two backups within one second
     target.parent.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as sink:
-            code, errors = compose.exec_streamed(
-                "pg_dump", "--format=custom", *_pg_args(settings), stdout=sink
-            )
-            sink.flush()
-            os.fsync(sink.fileno())
+    with private_file(target) as (sink, tmp):
+        code, errors = compose.exec_streamed(
+            "pg_dump", "--format=custom", *_pg_args(settings), stdout=sink
+        )
         if code != 0:
             raise BackupError(f"pg_dump failed: {_stderr_summary(errors)}")
+        sink.flush()
         if not _is_archive(tmp):
             raise BackupError("pg_dump produced no archive; nothing was written.")
-        os.chmod(tmp, FILE_MODE)
-        os.replace(tmp, target)
-        _fsync_directory(target.parent)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return BackupResult(target, target.stat().st_size, time.monotonic() - started)
 
 
@@ -99,14 +94,6 @@ def _next_free_name(path: Path) -> Path:
 def _is_archive(path: Path) -> bool:
     with path.open("rb") as handle:
         return handle.read(len(ARCHIVE_MAGIC)) == ARCHIVE_MAGIC
-
-
-def _fsync_directory(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def check_archive(settings: Settings, path: Path) -> None:
@@ -139,3 +126,31 @@ def restore(settings: Settings, path: Path) -> float:
             f"pg_restore failed, the database is unchanged: {_stderr_summary(errors)}"
         )
     return time.monotonic() - started
+
+
+def backup_task(settings: Settings, output: str | None, console: Console) -> None:
+    """`inv db-backup`: size and time, then the archive's path as the last line."""
+    result = backup(settings, Path(output) if output else None)
+    console.line(
+        f"Backed up {settings.database}: {human_size(result.size_bytes)} in {result.seconds:.2f} s"
+    )
+    console.line(str(result.path))
+
+
+def restore_task(
+    settings: Settings, path: str, yes: bool, safety_backup: bool, console: Console,
+    ask: Callable[[str], str] = input,
+) -> None:  # fmt: skip
+    """`inv db-restore`: check the archive, ask, take a safety backup, restore in one transaction."""
+    archive = Path(path)
+    Compose(settings).require_running()
+    check_archive(settings, archive)
+    console.line(
+        f"This replaces the objects of database {settings.database} with those in {archive}."
+    )
+    confirm("Type 'yes' to restore: ", yes, ask)
+    if safety_backup:
+        saved = backup(settings)
+        console.line(f"Safety backup of the current data: {saved.path}")
+    seconds = restore(settings, archive)
+    console.line(f"Restored {archive} into {settings.database} in {seconds:.2f} s.")

@@ -1,7 +1,7 @@
 """The one place that runs a Compose command for the project, and the parsing of its answers.
 
 `Compose` runs `<compose> [--env-file FILE] ARGS` in the project folder with the environment the
-settings were resolved with (see compose_config.Invocation), where <compose> is the binary that
+settings were resolved with (see compose_invocation.Invocation), where <compose> is the binary that
 compose_binary finds; it raises CommandFailed / DockerUnavailable / PortInUse / ConfigError
 carrying the command, its exit code and its output. Output meant for a parser (stdout) and
 Compose's diagnostics (stderr) are never mixed.
@@ -19,7 +19,14 @@ from typing import BinaryIO
 
 from devdb import engine
 from devdb.compose_binary import cli_found
-from devdb.errors import CommandFailed, ConfigError, DockerUnavailable, NotReady, PortInUse
+from devdb.errors import (
+    CommandFailed,
+    ConfigError,
+    DevDbError,
+    DockerUnavailable,
+    NotReady,
+    PortInUse,
+)
 from devdb.locks import project_lock
 from devdb.settings import SERVICE, Settings
 
@@ -87,6 +94,15 @@ class ContainerState:
     @property
     def running(self) -> bool:
         return self.state == "running"
+
+    @property
+    def trouble(self) -> str | None:
+        """Why this container cannot serve ('exited with code 1', 'is in a restart loop (...)')."""
+        if self.state == "restarting":
+            return f"is in a restart loop ({self.status})"
+        if self.state in ("exited", "dead"):
+            return f"exited with code {self.exit_code}"
+        return None
 
     def holds_port(self, port: int) -> bool:
         """Is this (running) container the one publishing `port` on the host?"""
@@ -232,8 +248,13 @@ class Compose:
         if not (state and state.running):
             raise NotReady("the database is not running; start it with inv db-up.")
 
-    def log_tail(self, lines: int = 30) -> str:
-        return self.run("logs", "--no-color", "--tail", str(lines), SERVICE)
+    def log_lines(self, lines: int) -> list[str]:
+        """The server's last log lines, or one line saying there is no log."""
+        try:
+            text = self.run("logs", "--no-color", "--tail", str(lines), SERVICE)
+        except DevDbError:
+            return ["(no log)"]
+        return text.rstrip().splitlines() or ["(no log)"]
 
 
 def docker(*args: str, timeout: float | None = 60) -> str:

@@ -5,25 +5,29 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from devdb.compose import engine_fix
 from devdb.compose_binary import SETUP_HINT, STANDALONE, compose_base, plugin_run_directly
-from devdb.errors import DevDbError
+from devdb.errors import DevDbError, DockerUnavailable
+from devdb.findings import OK, PROBLEM, Finding, problems
+
+if TYPE_CHECKING:
+    from devdb.render import Console
 
 MIN_DOCKER = (20, 10)
 MIN_COMPOSE = (2, 0)
-OK, WARNING, PROBLEM = "ok", "warning", "problem"
 
 
-@dataclass(frozen=True)
-class Finding:
-    """One line of a check report: what was looked at, what was found, and the fix."""
+def check_docker(console: Console) -> None:
+    """`inv check-docker`: the table; DockerUnavailable (exit 3) naming the first problem."""
+    from devdb import render
 
-    name: str
-    status: str  # ok, warning, problem
-    detail: str
-    fix: str = ""
+    findings = docker_findings()
+    console.line(render.findings_table(findings))
+    found = problems(findings)
+    if found:
+        raise DockerUnavailable(f"{found[0].name}: {found[0].detail}; {found[0].fix}.")
 
 
 def version_tuple(text: str) -> tuple[int, ...]:

@@ -7,13 +7,15 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from devdb.compose import Compose, ContainerState, docker
-from devdb.compose_config import defined_keys, interpolation_environment
-from devdb.docker_check import OK, PROBLEM, WARNING, Finding, docker_findings
+from devdb.compose_invocation import defined_keys, interpolation_environment
+from devdb.docker_check import docker_findings
 from devdb.envfile import EXAMPLE, example_keys
 from devdb.errors import CredentialsRejected, DevDbError
-from devdb.ports import free_port, port_holder, port_is_free
+from devdb.findings import OK, PROBLEM, WARNING, Finding, problems
+from devdb.ports import port_conflict
 from devdb.readiness import Transient, login_probe
 from devdb.settings import (
     CONTAINER_PORT,
@@ -24,10 +26,26 @@ from devdb.settings import (
     load_settings,
 )
 
+if TYPE_CHECKING:
+    from devdb.render import Console
+
 MIN_PASSWORD_LENGTH = 12
 DISK_WARNING_BYTES = 2 * 1024**3
 DISK_PROBLEM_BYTES = 512 * 1024**2
 LOG_LINES_SHOWN = 5
+
+
+def doctor(console: Console, as_json: bool) -> None:
+    """`inv doctor`: every check, one line each; DevDbError (exit 1) when any is a problem."""
+    from devdb import render
+
+    findings = run_checks()
+    console.line(render.findings_json(findings) if as_json else render.findings_table(findings))
+    found = problems(findings)
+    if found:
+        raise DevDbError(
+            f"{len(found)} problem(s) found: {', '.join(f.name for f in found)} (fixes above)."
+        )
 
 
 def run_checks() -> list[Finding]:
@@ -149,18 +167,16 @@ def backend_findings(settings: Settings, values: dict[str, str] | None) -> list[
 
 
 def port_finding(settings: Settings, ours: ContainerState | None) -> Finding:
-    where = f"{settings.bind}:{settings.port}"
-    exposure = ipaddress.ip_address(settings.bind).is_loopback
-    note = "" if exposure else " (published beyond this machine: Docker bypasses ufw/firewalld)"
-    status = OK if exposure else WARNING
-    if port_is_free(settings.bind, settings.port):
-        return Finding("port", status, f"{where} is free{note}",
-                       "" if exposure else "set POSTGRES_BIND=127.0.0.1")  # fmt: skip
-    if ours and ours.holds_port(settings.port):
-        return Finding("port", status, f"{where} is held by our container{note}",
-                       "" if exposure else "set POSTGRES_BIND=127.0.0.1")  # fmt: skip
-    return Finding("port", PROBLEM, f"{where} is held by {port_holder(settings.port)}",
-                   f"stop it, or set POSTGRES_PORT={free_port(settings.bind)} in .env")  # fmt: skip
+    where = ", ".join(f"{bind}:{port}" for bind, port in settings.published)
+    exposed = [bind for bind, _ in settings.published if not ipaddress.ip_address(bind).is_loopback]
+    conflict = port_conflict(settings.published, lambda port: bool(ours and ours.holds_port(port)))
+    if conflict is not None:
+        return Finding("port", PROBLEM, conflict.detail, conflict.fix)
+    holder = "held by our container" if ours and ours.running else "free"
+    if exposed:
+        return Finding("port", WARNING, f"{where} is {holder} (published beyond this machine: "
+                       "Docker bypasses ufw/firewalld)", "set POSTGRES_BIND=127.0.0.1")  # fmt: skip
+    return Finding("port", OK, f"{where} is {holder}")
 
 
 def container_findings(
@@ -168,15 +184,17 @@ def container_findings(
 ) -> list[Finding]:
     if state is None:
         return [Finding("container", OK, "not created yet", "inv db-up starts it")]
-    if state.state == "restarting":
-        count = docker("inspect", "--format", "{{.RestartCount}}", state.name).strip()
-        return [Finding("container", PROBLEM, f"{state.name} is in a restart loop ({count} restarts)",
-                        f"inv db-logs --tail 50 shows why; last lines: {_log_tail(compose)}")]  # fmt: skip
     if state.state == "exited" and state.exit_code == 0:
         return [Finding("container", WARNING, f"{state.name} is stopped", "inv db-up starts it")]
-    if state.state in ("exited", "dead"):
-        return [Finding("container", PROBLEM, f"{state.name} exited with code {state.exit_code}",
-                        f"inv db-logs --tail 50; last lines: {_log_tail(compose)}")]  # fmt: skip
+    if state.trouble:
+        detail = f"{state.name} {state.trouble}"
+        if state.state == "restarting":
+            count = docker("inspect", "--format", "{{.RestartCount}}", state.name).strip()
+            detail += f", {count} restarts"
+        tail = " | ".join(
+            line.split("|", 1)[-1].strip() for line in compose.log_lines(LOG_LINES_SHOWN)
+        )
+        return [Finding("container", PROBLEM, detail, f"inv db-logs --tail 50; last lines: {tail}")]
     if not state.running:
         return [Finding("container", WARNING, f"{state.name} is {state.state}", "inv db-up")]
     health = Finding(
@@ -185,14 +203,6 @@ def container_findings(
         f"{state.name} running, {state.health or 'no healthcheck'}",
     )
     return [health, login_finding(settings)]
-
-
-def _log_tail(compose: Compose) -> str:
-    try:
-        lines = compose.log_tail(LOG_LINES_SHOWN).strip().splitlines()
-    except DevDbError:
-        return "(no log)"
-    return " | ".join(line.split("|", 1)[-1].strip() for line in lines)
 
 
 def login_finding(settings: Settings) -> Finding:

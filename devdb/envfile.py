@@ -8,15 +8,20 @@ import secrets
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from devdb.compose_config import defined_keys
-from devdb.errors import ConfigError
-from devdb.settings import ROOT
+from devdb.compose_invocation import defined_keys
+from devdb.errors import ConfigError, DevDbError
+from devdb.files import PRIVATE_FILE_MODE, write_private
+from devdb.settings import PASSWORD, ROOT
+
+if TYPE_CHECKING:
+    from devdb.render import Console
 
 EXAMPLE = ROOT / ".env.example"
-PASSWORD_KEYS = ("POSTGRES_PASSWORD", "DB_PASSWORD")
+BACKEND_PASSWORD = "DB_PASSWORD"  # noqa: S105 (a variable name)
+PASSWORD_KEYS = (PASSWORD, BACKEND_PASSWORD)
 GENERATED_PASSWORD_BYTES = 32  # token_urlsafe(32): 43 URL-safe characters
-FILE_MODE = 0o600
 
 
 def generate_password() -> str:
@@ -41,14 +46,27 @@ class EnvInitResult:
     backup: Path | None
 
 
-def write_private(path: Path, text: str) -> None:
-    """Write a file that only its owner can read, never briefly readable by others."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
-    os.chmod(tmp, FILE_MODE)  # O_CREAT's mode is filtered by the umask; be explicit
-    os.replace(tmp, path)
+def env_init_task(force: bool, console: Console) -> None:
+    """`inv env-init`: create the env file Compose reads; warn when the volume keeps the old password."""
+    from devdb.compose import docker
+    from devdb.settings import invocation_for, load_settings
+
+    result = env_init(invocation_for().dotenv, force)
+    if result.backup:
+        console.line(f"Kept the previous file as {result.backup}.")
+    console.line(
+        f"Wrote {result.path} (mode 600) with a generated password in {' and '.join(PASSWORD_KEYS)}."
+    )
+    settings = load_settings()
+    try:
+        docker("volume", "inspect", settings.volume_name)
+    except DevDbError:
+        return  # no volume (or no Docker): the new password applies at the next db-up
+    console.note(
+        f"warning: the volume {settings.volume_name} is already initialised with the old password; "
+        "the new one applies only to a new volume (inv db-reset) or after "
+        f'inv db-shell --command "ALTER USER \\"{settings.user}\\" PASSWORD \'...\'".'
+    )
 
 
 def env_init(target: Path, force: bool, example: Path = EXAMPLE) -> EnvInitResult:
@@ -62,6 +80,6 @@ def env_init(target: Path, force: bool, example: Path = EXAMPLE) -> EnvInitResul
             )
         backup = target.with_name(target.name + ".bak")
         shutil.copy2(target, backup)
-        os.chmod(backup, FILE_MODE)
+        os.chmod(backup, PRIVATE_FILE_MODE)
     write_private(target, with_password(example.read_text(encoding="utf-8"), generate_password()))
     return EnvInitResult(target, backup)

@@ -6,6 +6,8 @@ import os
 import shutil
 import socket
 import subprocess
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 from devdb.errors import DevDbError
@@ -27,6 +29,32 @@ def port_is_free(host: str, port: int) -> bool:
         except OSError:
             return False
     return True
+
+
+@dataclass(frozen=True)
+class PortConflict:
+    """A published address:port that something other than our container holds."""
+
+    bind: str
+    port: int
+
+    @property
+    def detail(self) -> str:
+        return f"{self.bind}:{self.port} is held by {port_holder(self.port)}"
+
+    @property
+    def fix(self) -> str:
+        return f"stop it, or set POSTGRES_PORT={free_port(self.bind)} in .env"
+
+
+def port_conflict(
+    published: Iterable[tuple[str, int]], ours_holds: Callable[[int], bool]
+) -> PortConflict | None:
+    """The first published port held by someone else (db-up refuses, doctor reports it)."""
+    for bind, port in published:
+        if not port_is_free(bind, port) and not ours_holds(port):
+            return PortConflict(bind, port)
+    return None
 
 
 def free_port(host: str = "127.0.0.1") -> int:

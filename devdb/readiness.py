@@ -105,8 +105,8 @@ def missing_database_message(settings: Settings, reason: str) -> str:
     )
 
 
-def connect(settings: Settings, application_name: str = "devdb"):
-    """A psycopg connection to the configured database through the published port."""
+def connect(settings: Settings, application_name: str = "devdb", dbname: str | None = None):
+    """A psycopg connection to the configured database (or `dbname`) through the published port."""
     import psycopg
 
     return psycopg.connect(
@@ -114,7 +114,7 @@ def connect(settings: Settings, application_name: str = "devdb"):
         port=settings.port,
         user=settings.user,
         password=settings.password,
-        dbname=settings.database,
+        dbname=dbname or settings.database,
         connect_timeout=CONNECT_TIMEOUT_SECONDS,
         # Loopback only: skip the SSL and GSS negotiation round trips.
         sslmode="disable",

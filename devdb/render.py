@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TextIO
 
 if TYPE_CHECKING:  # annotations only: db-up need not import the Docker checks
-    from devdb.docker_check import Finding
+    from devdb.findings import Finding
     from devdb.settings import Settings
 
 NEXT_COMMANDS = "Next: inv db-shell | inv db-url | inv db-logs --follow | inv db-down"
@@ -100,6 +100,17 @@ def status_text(status: dict) -> str:
     if status.get("detail"):
         rows.append(("detail", status["detail"]))
     return key_values(rows)
+
+
+def human_size(size: int) -> str:
+    if size < 1024:
+        return f"{size} B"
+    value, unit = size / 1024, "KiB"
+    for bigger in ("MiB", "GiB"):
+        if value < 1024:
+            break
+        value, unit = value / 1024, bigger
+    return f"{value:.1f} {unit}"
 
 
 def status_json(status: dict) -> str:

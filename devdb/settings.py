@@ -16,14 +16,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from devdb.compose_config import (
-    BIND_FIX,
-    PORT_FIX,
-    Invocation,
-    ProjectConfig,
-    defined_keys,
-    resolve,
-)
+from devdb.compose_config import ProjectConfig, resolve
+from devdb.compose_invocation import Invocation, defined_keys
+from devdb.compose_words import BIND_FIX, PORT_FIX
 from devdb.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -102,6 +97,21 @@ def load_settings(environ: Mapping[str, str] | None = None, root: Path = ROOT) -
     """Ask Compose, then validate; raise ConfigError naming the first bad value."""
     invocation = invocation_for(environ, root)
     return settings_from_config(resolve(invocation), invocation)
+
+
+def checkout_image() -> str | None:
+    """The image this checkout's own tasks use (its .env included, DEVDB_ENV_FILE ignored).
+
+    Throwaway stacks (tests, benchmarks) have env files of their own, without POSTGRES_IMAGE:
+    they take this one, so they run what `inv db-up` would run here.
+    """
+    from devdb.errors import DevDbError
+
+    environ = {k: v for k, v in os.environ.items() if k != ENV_FILE_VARIABLE}
+    try:
+        return load_settings(environ).image
+    except DevDbError:
+        return None
 
 
 def settings_from_config(config: ProjectConfig, invocation: Invocation) -> Settings:

@@ -21,12 +21,12 @@ from pathlib import Path
 from devdb import render
 from devdb.confirm import confirm
 from devdb.errors import ConfigError, DevDbError, DockerUnavailable
+from devdb.files import write_private
 from devdb.settings import IMAGE, ROOT, invocation_for, load_settings
 
 SCRIPTS = ROOT / "scripts"
 STANDIN_IMAGE = "ai-interviewer/postgres:15-offline"
 PULL_TIMEOUT_SECONDS = 120
-PRIVATE_FILE_MODE = 0o600
 NEW_ENV_FILE_HEADER = (
     "# Written by `inv setup`. Copy the rest from .env.example (or run inv env-init --force).\n"
 )
@@ -55,6 +55,7 @@ def ensure_docker(console: render.Console) -> bool:
     if not provisionable():
         missing = "the Docker engine" if not engine else "Docker Compose v2"
         raise DockerUnavailable(f"{missing} is missing; {install_advice()}")
+    engine_was_installed = shutil.which("dockerd") is not None
     console.note("setup: installing what is missing with scripts/provision-docker.sh ...")
     run_script("provision-docker.sh")
     from devdb.compose_binary import compose_base
@@ -65,8 +66,9 @@ def ensure_docker(console: render.Console) -> bool:
         raise DockerUnavailable(
             "scripts/provision-docker.sh ran but Docker still does not answer; see its output above."
         )
+    engine_how = "started" if engine_was_installed else "installed and started"
     console.line(f"  {'ok ' if engine else 'did'}  Docker engine {engine_now}"
-                 + ("" if engine else " (installed and started)"))  # fmt: skip
+                 + ("" if engine else f" ({engine_how})"))  # fmt: skip
     console.line(f"  {'ok ' if compose else 'did'}  Docker Compose {compose_now}"
                  + ("" if compose else " (installed for every user)"))  # fmt: skip
     return True
@@ -200,19 +202,13 @@ def record_image(tag: str, yes: bool, console: render.Console, ask: Callable[[st
         )
         confirm(f"Type 'yes' to record {IMAGE}={tag}: ", yes, ask, change=f"change {path}")
     else:
-        _create_private(path, NEW_ENV_FILE_HEADER)
+        write_private(path, NEW_ENV_FILE_HEADER)
     _set_key(path, IMAGE, tag)
     if load_settings().image != tag:
         raise ConfigError(
             f"{IMAGE}={tag} was written to {path} but Compose still resolves another image."
         )
     console.line(f"  did  recorded {IMAGE}={tag} in {path} (read by docker compose and the tasks)")
-
-
-def _create_private(path: Path, text: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
 
 
 def _set_key(path: Path, name: str, value: str) -> None:

@@ -22,8 +22,10 @@ COMPOSE_FILE = ROOT / "docker-compose.yml"
 sys.path.insert(0, str(ROOT))  # devdb: its free_port, and Compose run the way the tasks do
 
 from devdb.ports import free_port  # noqa: E402
+from devdb.settings import checkout_image  # noqa: E402
 
 PREFIX = f"devdb-bench-{secrets.token_hex(3)}-"
+IMAGE = os.environ.get("POSTGRES_IMAGE") or checkout_image() or "postgres:15-alpine"
 USER, PASSWORD, DATABASE = (
     "ai_interviewer_user",
     "dev_password_change_in_production",
@@ -56,6 +58,7 @@ class BenchStack:
             POSTGRES_PORT=str(self.port),
             DEVDB_ENV_FILE=str(env_file),
             DEVDB_BACKUP_DIR=str(_ENV_DIR / "backups"),
+            POSTGRES_IMAGE=IMAGE,
         )
 
     def compose(self, *args: str, direct: bool = False) -> None:
@@ -148,7 +151,7 @@ def machine() -> str:
                             capture_output=True, text=True, check=False).stdout.strip()  # fmt: skip
     compose = subprocess.run(["docker", "compose", "version", "--short"],
                              capture_output=True, text=True, check=False).stdout.strip()  # fmt: skip
-    image = os.environ.get("POSTGRES_IMAGE", "postgres:15-alpine")
+    image = IMAGE
     return (f"{os.cpu_count()} cores, {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 1024**3:.0f} GiB, "
             f"Docker {docker}, Compose {compose}, image {image}, Python {sys.version.split()[0]}, "
             f"Invoke {invoke_version()}")  # fmt: skip

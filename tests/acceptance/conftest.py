@@ -2,19 +2,21 @@
 
 Fixtures build on each other: `shared_stack` (session, started once with `inv db-up`, used by
 the tests that do not destroy anything) and `new_stack` (a factory for tests that stop, kill or
-reset). A sentinel stack, started before any test and checked by test_zz_isolation.py, proves
-that no test touches a stack that is not its own.
+reset: each destructive test owns its stack). `nothing_else_touched`, set up before any test and
+checked after the last one whatever the order, proves that no test touched a stack that is not
+its own.
 """
 
 from __future__ import annotations
 
 import subprocess
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.acceptance.stack import IMAGE, RUN_ID, Stack, remove_leftovers, run
+from tests.acceptance.stack import IMAGE, RUN_ID, RUN_PREFIX, Stack, remove_leftovers, run
 
 SENTINEL_ROW = "the sentinel's row"
 DEFAULT_PROJECT = "ai-interviewer"
@@ -55,15 +57,22 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     remove_leftovers()
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test under tests/acceptance carries the `acceptance` marker (`-m "not acceptance"`)."""
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(item.path).parents:
+            item.add_marker(pytest.mark.acceptance)
+
+
 @pytest.fixture(scope="session")
 def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Where the stacks' env files live."""
     return tmp_path_factory.mktemp("stacks")
 
 
-@pytest.fixture(scope="session")
-def new_stack(workdir: Path) -> Iterator[Callable[..., Stack]]:
-    """Factory of throwaway stacks; each is removed at the end of the session."""
+def stack_factory(workdir: Path) -> tuple[Callable[..., Stack], Callable[[], None]]:
+    """(make, destroy_all): stacks made by `make` are removed by `destroy_all`."""
     made: list[Stack] = []
 
     def make(label: str, env_text: str = "", **overrides: str) -> Stack:
@@ -71,20 +80,65 @@ def new_stack(workdir: Path) -> Iterator[Callable[..., Stack]]:
         made.append(stack)
         return stack
 
+    def destroy_all() -> None:
+        while made:
+            made.pop().destroy()
+
+    return make, destroy_all
+
+
+# Stacks live as long as their fixture: the engine has about thirty network address pools, so a
+# run must never keep every stack it made until the end.
+@pytest.fixture(scope="session")
+def session_stack(workdir: Path) -> Iterator[Callable[..., Stack]]:
+    """Factory of stacks removed at the end of the session (the sentinel, the shared stack)."""
+    make, destroy_all = stack_factory(workdir)
     yield make
-    for stack in made:
-        stack.destroy()
+    destroy_all()
+
+
+@pytest.fixture(scope="module")
+def module_stack(workdir: Path) -> Iterator[Callable[..., Stack]]:
+    """Factory of stacks removed when the test module ends (for module-scoped fixtures)."""
+    make, destroy_all = stack_factory(workdir)
+    yield make
+    destroy_all()
+
+
+@pytest.fixture
+def new_stack(workdir: Path) -> Iterator[Callable[..., Stack]]:
+    """Factory of stacks removed when the test ends: a destructive test owns its stack."""
+    make, destroy_all = stack_factory(workdir)
+    yield make
+    destroy_all()
 
 
 @pytest.fixture(scope="session", autouse=True)
-def sentinel(new_stack: Callable[..., Stack]) -> dict:
-    """A stack that stands for a developer's own: started first, checked last, never touched."""
-    stack = new_stack("sentinel")
-    stack.up()
-    stack.query("CREATE TABLE sentinel (note text)")
-    stack.query("INSERT INTO sentinel VALUES (%s)", (SENTINEL_ROW,))
-    info = stack.inspect()
-    return {"stack": stack, "container_id": info["Id"], "started_at": info["State"]["StartedAt"]}
+def nothing_else_touched(session_stack: Callable[..., Stack]) -> Iterator[None]:
+    """Checked after the last test, whatever the order: nothing outside this run was touched.
+
+    A sentinel stack stands for a developer's own (started before any test, never used by one):
+    same container, never restarted, same row. The default project (`ai-interviewer`) is only
+    ever read: its containers and volume are as they were. No lock file of this run is left.
+    A failure here is reported as an error of the session, so the run fails.
+    """
+    sentinel = session_stack("sentinel")
+    sentinel.up()
+    sentinel.query("CREATE TABLE sentinel (note text)")
+    sentinel.query("INSERT INTO sentinel VALUES (%s)", (SENTINEL_ROW,))
+    before = sentinel.inspect()
+    developer_before = default_project_snapshot()
+    yield
+    after = sentinel.inspect()
+    assert (after["Id"], after["State"]["StartedAt"]) == (
+        before["Id"],
+        before["State"]["StartedAt"],
+    )
+    assert after["State"]["Running"] is True
+    assert run(["docker", "volume", "inspect", sentinel.volume]).returncode == 0
+    assert sentinel.query("SELECT note FROM sentinel") == [(SENTINEL_ROW,)]
+    assert default_project_snapshot() == developer_before
+    assert list(Path(tempfile.gettempdir()).glob(f"devdb-{RUN_PREFIX}*.lock")) == []
 
 
 def default_project_snapshot() -> str:
@@ -98,15 +152,9 @@ def default_project_snapshot() -> str:
     return containers + volume.stdout
 
 
-@pytest.fixture(scope="session", autouse=True)
-def developer_stack_before() -> str:
-    """The default project's state before any test ran (checked in test_zz_isolation.py)."""
-    return default_project_snapshot()
-
-
 @pytest.fixture(scope="session")
-def shared_stack(new_stack: Callable[..., Stack]) -> Stack:
+def shared_stack(session_stack: Callable[..., Stack]) -> Stack:
     """One running stack with the story's default credentials, for tests that destroy nothing."""
-    stack = new_stack("shared")
+    stack = session_stack("shared")
     stack.up()
     return stack

@@ -9,20 +9,18 @@ from __future__ import annotations
 
 import json
 import os
-import pty
 import secrets
-import select
 import shutil
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
 
 from devdb.ports import free_port
+from devdb.settings import checkout_image
+from tests.acceptance.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -32,19 +30,7 @@ RUN_PREFIX = f"{SUITE_PREFIX}{RUN_ID}-"
 OFFICIAL_IMAGE = "postgres:15-alpine"
 
 
-def _configured_image() -> str:
-    """POSTGRES_IMAGE as the tasks resolve it in this checkout (.env included, as inv setup left it)."""
-    from devdb.errors import DevDbError
-    from devdb.settings import load_settings
-
-    environ = {k: v for k, v in os.environ.items() if k != "DEVDB_ENV_FILE"}
-    try:
-        return load_settings(environ).image
-    except DevDbError:
-        return OFFICIAL_IMAGE  # the session start then says what is missing
-
-
-IMAGE = os.environ.get("POSTGRES_IMAGE") or _configured_image()
+IMAGE = checkout_image() or OFFICIAL_IMAGE  # the session start says when it is missing
 SEED_USER = "ai_interviewer_user"
 SEED_PASSWORD = "dev_password_change_in_production"
 SEED_DATABASE = "ai_interviewer_db"
@@ -164,19 +150,16 @@ class Stack:
 
     def inv_on_terminal(self, *args: str, answer: str, prompt: str) -> tuple[int, str]:
         """Run `inv ARGS` on a pseudo-terminal, type `answer` at `prompt`; (exit code, output)."""
-        pid, fd = pty.fork()
-        if pid == 0:  # the child: inv, with the pseudo-terminal as its terminal
-            os.chdir(ROOT)
-            try:
-                os.execve(sys.executable, [sys.executable, "-m", "invoke", *args], self.env())
-            finally:
-                os._exit(127)  # never return into pytest in the child
-        output = _read_terminal(fd, until=prompt)
-        os.write(fd, f"{answer}\n".encode())
-        output += _read_terminal(fd, until=None)
-        _, status = os.waitpid(pid, 0)
-        os.close(fd)
-        return os.waitstatus_to_exitcode(status), output
+        import pexpect
+
+        child = pexpect.spawn(sys.executable, ["-m", "invoke", *args], cwd=str(ROOT),
+                              env=self.env(), encoding="utf-8", timeout=60)  # fmt: skip
+        child.expect_exact(prompt)
+        shown = child.before + child.after
+        child.sendline(answer)
+        child.expect(pexpect.EOF)
+        child.close()
+        return child.exitstatus, shown + child.before
 
     def compose(self, *args: str, overrides: tuple[Path, ...] = (), env: dict | None = None):
         """`docker compose` on this stack: its env file, the repository's file (+ overrides)."""
@@ -214,18 +197,14 @@ class Stack:
         return done.stdout.strip()
 
     def wait_healthy(self, timeout: float = 90) -> None:
-        self._wait_until(lambda: self.health() == "healthy", "healthy", timeout)
+        wait_until(
+            self.health, lambda h: h == "healthy", what=f"{self.container} healthy", timeout=timeout
+        )
 
     def wait_exited(self, timeout: float = 30) -> None:
-        self._wait_until(lambda: self.state() == "exited", "exited", timeout)
-
-    def _wait_until(self, condition: Callable[[], bool], what: str, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if condition():
-                return
-            time.sleep(0.2)
-        raise AssertionError(f"{self.container} not {what} within {timeout} s:\n{self.logs()}")
+        wait_until(
+            self.state, lambda s: s == "exited", what=f"{self.container} exited", timeout=timeout
+        )
 
     def connect(
         self, user: str = SEED_USER, password: str = SEED_PASSWORD, dbname: str = SEED_DATABASE
@@ -257,23 +236,3 @@ def host_psql() -> list[str]:
     if local:
         return [local]
     return ["docker", "run", "--rm", "-i", "--network", "host", "--entrypoint", "psql", IMAGE]
-
-
-def _read_terminal(fd: int, until: str | None, timeout: float = 60) -> str:
-    """Read a pseudo-terminal until `until` appears, or until the child closes it."""
-    data = ""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        readable, _, _ = select.select([fd], [], [], 0.2)
-        if not readable:
-            continue
-        try:
-            chunk = os.read(fd, 4096)
-        except OSError:  # EIO: the child has exited and closed its side
-            return data
-        if not chunk:
-            return data
-        data += chunk.decode(errors="replace")
-        if until is not None and until in data:
-            return data
-    raise AssertionError(f"no {until!r} on the terminal within {timeout} s; got {data!r}")

@@ -38,9 +38,9 @@ def test_story_defaults_apply_without_an_env_file(shared_stack):
 
 
 @pytest.fixture(scope="module")
-def custom_stack(new_stack):
+def custom_stack(module_stack):
     """Credentials from the env file, with the database overridden from the environment."""
-    stack = new_stack(
+    stack = module_stack(
         "custom",
         env_text=(
             "POSTGRES_USER=custom_user\n"

@@ -8,12 +8,19 @@ from tests.acceptance.stack import Stack, run
 
 
 @pytest.fixture(scope="module")
-def stack(new_stack) -> Stack:
-    """A stack of its own: these tests stop, restart and kill its container."""
-    stack = new_stack("persist")
-    stack.up()
-    stack.query("CREATE TABLE kept (id serial PRIMARY KEY, note text NOT NULL)")
-    return stack
+def persist_stack(module_stack) -> Stack:
+    """A stack of this module's own: its tests stop, restart and kill its container."""
+    return module_stack("persist")
+
+
+@pytest.fixture
+def stack(persist_stack: Stack) -> Stack:
+    """The module's stack, running and with its table, whatever the test before it did."""
+    persist_stack.up()
+    persist_stack.query(
+        "CREATE TABLE IF NOT EXISTS kept (id serial PRIMARY KEY, note text NOT NULL)"
+    )
+    return persist_stack
 
 
 def write_row(stack: Stack, note: str) -> None:
@@ -94,7 +101,10 @@ def test_db_reset_on_a_terminal_asks_and_anything_but_yes_keeps_data(stack):
     assert has_row(stack, "asked")
 
 
-def test_db_reset_yes_removes_the_volume_and_next_up_is_empty(stack):
+def test_db_reset_yes_removes_the_volume_and_next_up_is_empty(new_stack):
+    stack = new_stack("reset")  # its own: it destroys the data
+    stack.up()
+    stack.query("CREATE TABLE doomed (v int)")
     done = stack.inv("db-reset", "--yes")
     assert done.returncode == 0, done.stderr
     assert run(["docker", "volume", "inspect", stack.volume]).returncode != 0

@@ -15,8 +15,8 @@ NASTY_PASSWORD = "p@ss:w/rd %25#?&=+[]'\"$x"
 
 
 @pytest.fixture(scope="module")
-def nasty_stack(new_stack) -> Stack:
-    stack = new_stack("nasty-url", POSTGRES_PASSWORD=NASTY_PASSWORD)
+def nasty_stack(module_stack) -> Stack:
+    stack = module_stack("nasty-url", POSTGRES_PASSWORD=NASTY_PASSWORD)
     stack.up()
     return stack
 

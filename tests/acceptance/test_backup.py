@@ -33,8 +33,8 @@ def fingerprint(stack: Stack) -> dict[str, list]:
 
 
 @pytest.fixture(scope="module")
-def stack(new_stack) -> Stack:
-    stack = new_stack("backup")
+def stack(module_stack) -> Stack:
+    stack = module_stack("backup")
     stack.up()
     with stack.connect() as conn:
         conn.execute(SCHEMA)

@@ -8,7 +8,6 @@ is removed with its anonymous volume.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import psycopg
 import pytest
 
 from tests.acceptance.stack import IMAGE, RUN_PREFIX, connect_local, free_port, run
+from tests.acceptance.waiting import wait_until
 
 READY_LINE = "database system is ready to accept connections"
 INIT_DONE_LINE = "PostgreSQL init process complete; ready for start up."
@@ -40,24 +40,19 @@ class Container:
         return done.stdout + done.stderr
 
     def wait_for_log(self, text: str, timeout: float = 60, count: int = 1) -> str:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            logs = self.logs()
-            if logs.count(text) >= count:
-                return logs
-            time.sleep(0.1)
-        raise AssertionError(f"{text!r} not in the log of {self.name}:\n{self.logs()}")
+        return wait_until(self.logs, lambda logs: logs.count(text) >= count,
+                          what=f"{text!r} in the log of {self.name}", timeout=timeout)  # fmt: skip
 
     def wait_ready(self, timeout: float = 60) -> str:
         """Until the real server (after init, or after skipping it) logs that it is ready."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            logs = self.logs()
-            for marker in (INIT_DONE_LINE, "Skipping initialization"):
-                if marker in logs and READY_LINE in logs[logs.index(marker) :]:
-                    return logs
-            time.sleep(0.1)
-        raise AssertionError(f"{self.name} never became ready:\n{self.logs()}")
+
+        def ready(logs: str) -> bool:
+            return any(
+                marker in logs and READY_LINE in logs[logs.index(marker) :]
+                for marker in (INIT_DONE_LINE, "Skipping initialization")
+            )
+
+        return wait_until(self.logs, ready, what=f"{self.name} ready", timeout=timeout)
 
     def state(self) -> dict:
         return json.loads(run(["docker", "inspect", self.name]).stdout)[0]["State"]
@@ -88,13 +83,8 @@ def container() -> Iterator[Callable[..., Container]]:
 
 
 def wait_exit(c: Container, timeout: float = 60) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        state = c.state()
-        if state["Status"] == "exited":
-            return state
-        time.sleep(0.1)
-    raise AssertionError(f"{c.name} did not exit:\n{c.logs()}")
+    return wait_until(c.state, lambda state: state["Status"] == "exited",
+                      what=f"{c.name} exited", timeout=timeout)  # fmt: skip
 
 
 def test_password_is_required_on_an_empty_data_directory(container):

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 import socket
 import time
 
 import pytest
 
-from tests.acceptance.stack import SEED_PASSWORD, run
+from tests.acceptance.stack import IMAGE, SEED_PASSWORD, run
 
 STATUS_KEYS = {
     "state",
@@ -173,6 +172,7 @@ def test_image_that_cannot_be_pulled_names_postgres_image(new_stack):
     assert "pulling devdb-test-no-such-image:never" in done.stderr
 
 
+@pytest.mark.timing
 def test_port_held_by_another_program_fails_fast_with_exit_4(new_stack):
     stack = new_stack("port-taken")
     with socket.socket() as holder:
@@ -192,6 +192,7 @@ def test_port_held_by_another_container_names_it(new_stack, shared_stack):
     assert_clean_failure(done, 4, str(shared_stack.port), shared_stack.container)
 
 
+@pytest.mark.timing
 def test_changed_password_after_init_exits_6_and_keeps_data(new_stack):
     stack = new_stack("drift")
     stack.up()
@@ -207,6 +208,7 @@ def test_changed_password_after_init_exits_6_and_keeps_data(new_stack):
     assert stack.query("SELECT v FROM precious") == [(7,)]  # the old password still works
 
 
+@pytest.mark.timing
 def test_dead_container_fails_at_once_with_its_log(new_stack):
     """A server that cannot start: exit 5 within seconds, with the server's own words."""
     stack = new_stack("dies", POSTGRES_PASSWORD="pw")
@@ -215,7 +217,7 @@ def test_dead_container_fails_at_once_with_its_log(new_stack):
     # Break the data directory: remove PG_VERSION's neighbour global/pg_control.
     breaker = run(
         ["docker", "run", "--rm", "-v", f"{stack.volume}:/data", "--entrypoint", "rm"]
-        + [os.environ.get("POSTGRES_IMAGE", "postgres:15-alpine"), "/data/global/pg_control"]
+        + [IMAGE, "/data/global/pg_control"]
     )
     assert breaker.returncode == 0, breaker.stderr
     started = time.monotonic()

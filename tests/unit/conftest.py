@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from devdb.compose_config import Invocation, ProjectConfig
+from devdb.compose_config import ProjectConfig
+from devdb.compose_invocation import Invocation
 from devdb.settings import (
     BIND,
     CONTAINER,

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from devdb import compose_config
+from devdb import compose_invocation
 from devdb.compose import Compose, parse_ps_output
 from devdb.errors import CommandFailed, ConfigError, DockerUnavailable, PortInUse
 
@@ -23,7 +23,7 @@ EXITED = {**ROW, "State": "exited", "Health": "", "ExitCode": 1, "Publishers": [
 
 @pytest.fixture
 def plugin(monkeypatch):
-    monkeypatch.setattr(compose_config, "compose_base", lambda: ("docker", "compose"))
+    monkeypatch.setattr(compose_invocation, "compose_base", lambda: ("docker", "compose"))
 
 
 def test_argv_is_plain_compose_in_the_project_folder(plugin, make_settings):
@@ -33,7 +33,7 @@ def test_argv_is_plain_compose_in_the_project_folder(plugin, make_settings):
 
 
 def test_argv_passes_an_explicit_env_file(plugin, project_dir):
-    from devdb.compose_config import Invocation
+    from devdb.compose_invocation import Invocation
 
     invocation = Invocation(project_dir, {}, env_file=project_dir / "other.env")
     assert invocation.argv("ps") == [

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from devdb.errors import NotReady
-from devdb.lifecycle import ContainerWatch
+from devdb.start import ContainerWatch
 
 
 class FinishedProcess:
@@ -23,10 +23,8 @@ class FakeCompose:
 
     def __init__(self, *states: str) -> None:
         self.states = list(states)
-        self.started = 0
 
     def start(self, *args: str) -> FinishedProcess:
-        self.started += 1
         state = self.states.pop(0)
         row = {
             "Name": "pg",
@@ -39,8 +37,8 @@ class FakeCompose:
     def finish(self, process: FinishedProcess) -> str:
         return process.output
 
-    def log_tail(self, lines: int) -> str:
-        return "FATAL:  could not open file global/pg_control"
+    def log_lines(self, lines: int) -> list[str]:
+        return ["FATAL:  could not open file global/pg_control"]
 
 
 def watch_through(*states: str) -> ContainerWatch:

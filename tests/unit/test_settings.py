@@ -70,7 +70,8 @@ def test_what_the_tasks_cannot_use_is_refused_in_one_line(make_settings, changes
 
 
 def test_a_missing_postgres_service_is_named(project_dir):
-    from devdb.compose_config import Invocation, ProjectConfig
+    from devdb.compose_config import ProjectConfig
+    from devdb.compose_invocation import Invocation
     from devdb.settings import settings_from_config
 
     config = ProjectConfig(project="p", services={"db": {}}, volumes={})

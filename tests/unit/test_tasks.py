@@ -9,6 +9,7 @@ from invoke import Exit
 
 import tasks
 from devdb import lifecycle
+from devdb.cli import DEBUG_VARIABLE, handled
 from devdb.errors import (
     EXIT_CONFIG,
     EXIT_CREDENTIALS,
@@ -39,21 +40,29 @@ from devdb.render import Console
     ],
 )
 def test_errors_become_one_line_and_their_exit_code(error, code, monkeypatch):
-    monkeypatch.delenv(tasks.DEBUG_VARIABLE, raising=False)
+    monkeypatch.delenv(DEBUG_VARIABLE, raising=False)
 
     def body():
         raise error
 
     with pytest.raises(Exit) as caught:
-        tasks.handled(body)()
+        handled(body)()
     assert caught.value.code == code
     assert "\n" not in caught.value.message
     assert "Traceback" not in caught.value.message
 
 
-def test_exit_codes_are_distinct():
-    codes = [EXIT_CONFIG, EXIT_DOCKER, EXIT_PORT_IN_USE, EXIT_NOT_READY, EXIT_CREDENTIALS]
-    assert len(set(codes)) == len(codes)
+def test_the_readme_documents_every_exit_code_and_no_other():
+    import re
+    from pathlib import Path
+
+    from devdb import errors
+
+    readme = (Path(tasks.__file__).parent / "README.md").read_text()
+    table = readme.split("### Exit codes", 1)[1].split("\n\n", 2)[1]
+    documented = {int(code) for code in re.findall(r"^\| (\d+) \|", table, re.MULTILINE)}
+    defined = {v for k, v in vars(errors).items() if k.startswith("EXIT_") and isinstance(v, int)}
+    assert documented == defined
 
 
 def test_reset_without_terminal_and_without_yes_refuses_before_touching_docker(
@@ -61,6 +70,7 @@ def test_reset_without_terminal_and_without_yes_refuses_before_touching_docker(
 ):
     monkeypatch.setattr("sys.stdin", io.StringIO(""))
     monkeypatch.setattr(lifecycle, "Compose", None)  # any Docker call would fail loudly
+    monkeypatch.setattr(lifecycle, "snapshot_count", lambda settings: None)
     with pytest.raises(ConfigError, match="pass --yes"):
         lifecycle.reset(make_settings(), yes=False, console=Console(io.StringIO(), io.StringIO()))
 
@@ -72,10 +82,12 @@ def test_reset_on_a_terminal_needs_the_word_yes(make_settings, monkeypatch):
 
     monkeypatch.setattr("sys.stdin", Tty(""))
     monkeypatch.setattr(lifecycle, "Compose", None)
+    monkeypatch.setattr(lifecycle, "snapshot_count", lambda settings: 2)
     out = io.StringIO()
     with pytest.raises(ConfigError, match="not confirmed"):
         lifecycle.reset(make_settings(), False, Console(out, io.StringIO()), ask=lambda _: "y")
     assert "ai-interviewer_postgres_data" in out.getvalue()  # it said what would be destroyed
+    assert "its 2 snapshot(s)" in out.getvalue()
 
 
 def test_every_task_documents_the_exit_codes():

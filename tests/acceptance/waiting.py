@@ -1,0 +1,32 @@
+"""The one way the acceptance suite waits: until a condition holds, or fail saying what was seen."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+from tenacity import RetryError, Retrying, retry_if_result, stop_after_delay, wait_fixed
+
+T = TypeVar("T")
+DEFAULT_INTERVAL_SECONDS = 0.1
+
+
+def wait_until(
+    probe: Callable[[], T],
+    done: Callable[[T], bool] = bool,
+    *,
+    what: str,
+    timeout: float = 60,
+    interval: float = DEFAULT_INTERVAL_SECONDS,
+) -> T:
+    """Call `probe` until `done(result)`; return that result, or fail with the last one seen."""
+    retrying = Retrying(
+        retry=retry_if_result(lambda result: not done(result)),
+        stop=stop_after_delay(timeout),
+        wait=wait_fixed(interval),
+    )
+    try:
+        return retrying(probe)
+    except RetryError as failure:
+        last = failure.last_attempt.result()
+        raise AssertionError(f"not {what} within {timeout} s; last seen: {last!r}"[:4000]) from None

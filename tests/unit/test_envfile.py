@@ -1,0 +1,68 @@
+"""env-init: a private .env from the example, with a strong password in both keys."""
+
+from __future__ import annotations
+
+import stat
+
+import pytest
+
+from devdb.envfile import EXAMPLE, env_init, example_keys, with_password
+from devdb.errors import ConfigError
+
+
+def test_env_init_writes_a_private_file_with_a_strong_password_in_both_keys(tmp_path):
+    target = tmp_path / ".env"
+    env_init(target, force=False)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+    lines = dict(
+        line.split("=", 1)
+        for line in target.read_text().splitlines()
+        if "=" in line and not line.startswith("#")
+    )
+    assert lines["POSTGRES_PASSWORD"] == lines["DB_PASSWORD"]
+    assert len(lines["POSTGRES_PASSWORD"]) >= 32
+    assert lines["POSTGRES_PASSWORD"] != "change_this_secure_password"
+    assert set(lines["POSTGRES_PASSWORD"]) <= set(
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    )
+
+
+def test_env_init_never_overwrites_without_force(tmp_path):
+    target = tmp_path / ".env"
+    target.write_text("POSTGRES_PASSWORD=mine\n")
+    with pytest.raises(ConfigError, match="--force"):
+        env_init(target, force=False)
+    assert target.read_text() == "POSTGRES_PASSWORD=mine\n"
+
+
+def test_env_init_force_keeps_the_old_file_as_bak(tmp_path):
+    target = tmp_path / ".env"
+    target.write_text("POSTGRES_PASSWORD=mine\n")
+    result = env_init(target, force=True)
+    assert result.backup == tmp_path / ".env.bak"
+    assert result.backup.read_text() == "POSTGRES_PASSWORD=mine\n"
+    assert stat.S_IMODE(result.backup.stat().st_mode) == 0o600
+    assert "mine" not in target.read_text()
+
+
+def test_passwords_are_new_each_time(tmp_path):
+    first, second = tmp_path / "a", tmp_path / "b"
+    env_init(first, False)
+    env_init(second, False)
+    assert first.read_text() != second.read_text()
+
+
+def test_with_password_replaces_only_password_lines():
+    text = "POSTGRES_USER=u\nPOSTGRES_PASSWORD=x\n# POSTGRES_PASSWORD in a comment\nDB_PASSWORD=y\n"
+    assert (
+        with_password(text, "NEW")
+        == "POSTGRES_USER=u\nPOSTGRES_PASSWORD=NEW\n# POSTGRES_PASSWORD in a comment\nDB_PASSWORD=NEW\n"
+    )
+
+
+def test_example_documents_every_variable():
+    keys = set(example_keys(EXAMPLE))
+    expected = {"POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_DB", "POSTGRES_PORT", "POSTGRES_BIND",
+                "POSTGRES_IMAGE", "POSTGRES_CONTAINER_NAME", "COMPOSE_PROJECT_NAME",
+                "DB_HOST", "DB_PORT", "DB_NAME", "DB_USER", "DB_PASSWORD"}  # fmt: skip
+    assert expected <= keys
