@@ -6,8 +6,9 @@ and privileges inside the database, exactly. It lives in the data volume (it sur
 and restarts; db-reset removes it), no one may connect to it (ALLOW_CONNECTIONS false), and the
 application's own database never sees it. Cluster-wide objects (roles) are not in a snapshot.
 
-A restore copies the snapshot to a new database, then swaps the names of the two in one
-transaction: it is complete or it did not happen. The configured database's own grants and
+A restore renames a ready copy of the snapshot (its spare, made in the background after the
+snapshot or the last restore) into place, or copies the snapshot when there is none; the swap of
+the two names is one transaction: it is complete or it did not happen. The configured database's own grants and
 settings (GRANT ... ON DATABASE, ALTER DATABASE ... SET) are kept across the swap.
 """
 
@@ -38,7 +39,9 @@ if TYPE_CHECKING:
     from devdb.render import Console
 
 PREFIX = "devdb_snap_"
-WORK_PREFIX = "devdb_work_"  # a restore's copy before the swap, or the replaced database after
+WORK_PREFIX = "devdb_work_"  # a copy being made, or the database a restore replaced
+SPARE_PREFIX = "devdb_spare_"  # a ready copy of a snapshot: the next restore renames it in
+COPY = "CREATE DATABASE {} TEMPLATE {} STRATEGY FILE_COPY"
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
 NAME_RULE = "1-40 characters: lowercase letters, digits, - and _, starting with a letter or digit"
 SPACE_MARGIN = 1.1  # room for the copy, plus a tenth for the WAL and catalogs it writes
@@ -77,11 +80,11 @@ def take(settings: Settings, name: str, force: bool, terminate: bool, console: C
         _ensure_space(settings, size)
         started = time.monotonic()
         work = WORK_PREFIX + secrets.token_hex(6)
-        copy = "CREATE DATABASE {} TEMPLATE {} STRATEGY FILE_COPY"
         _alone_on(conn, settings.database, terminate,
-                  lambda: _execute(conn, copy, work, settings.database))  # fmt: skip
+                  lambda: _execute(conn, COPY, work, settings.database))  # fmt: skip
         stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
         _seal(conn, work, name, settings.database, stamp)
+        _execute(conn, "DROP DATABASE IF EXISTS {}", SPARE_PREFIX + name)  # a copy of the old one
         with conn.transaction():
             if exists:
                 _execute(
@@ -96,6 +99,7 @@ def take(settings: Settings, name: str, force: bool, terminate: bool, console: C
     console.line(
         f"Snapshot {name!r} of {settings.database}: {human_size(size)} in {seconds:.2f} s."
     )
+    start_refill(settings, name)
     return Snapshot(name, target, settings.database, stamp, size)
 
 
@@ -129,17 +133,18 @@ def restore(
             f"(taken {snapshot.taken_at} of {snapshot.source}); changes since then are lost."
         )
         confirm("Type 'yes' to restore: ", yes, ask)
-        _ensure_space(settings, snapshot.size_bytes)
         started = time.monotonic()
-        fresh = WORK_PREFIX + secrets.token_hex(6)
-        _execute(
-            conn, "CREATE DATABASE {} TEMPLATE {} STRATEGY FILE_COPY", fresh, snapshot.database
-        )
+        fresh = SPARE_PREFIX + name  # made ready after the snapshot or the last restore
+        if not _database_exists(conn, fresh):
+            _ensure_space(settings, snapshot.size_bytes)
+            fresh = WORK_PREFIX + secrets.token_hex(6)
+            _execute(conn, COPY, fresh, snapshot.database)
         replaced = WORK_PREFIX + secrets.token_hex(6)
 
         def swap() -> None:
             with conn.transaction():
                 _keep_database_grants(conn, settings.database, fresh)
+                _execute(conn, "ALTER DATABASE {} WITH ALLOW_CONNECTIONS true", fresh)
                 _execute(conn, "ALTER DATABASE {} RENAME TO {}", settings.database, replaced)
                 _failpoint("restore-before-commit")
                 _execute(conn, "ALTER DATABASE {} RENAME TO {}", fresh, settings.database)
@@ -148,7 +153,42 @@ def restore(
         _clean_leftovers(conn)
         seconds = time.monotonic() - started
     console.line(f"Restored {settings.database} from snapshot {name!r} in {seconds:.2f} s.")
+    start_refill(settings, name)
     return seconds
+
+
+def start_refill(settings: Settings, name: str) -> None:
+    """Make the next restore of `name` instant: a spare copy, made in the background.
+
+    The process takes the project lock, so a snapshot task started meanwhile waits for it (at
+    most one copy's time); killed or failed, it only leaves work for the next task to clean.
+    """
+    import subprocess
+    import sys
+
+    subprocess.Popen(
+        [sys.executable, "-m", "devdb.snapshots", "refill", name],
+        cwd=settings.root, env={**settings.invocation.environ, "PYTHONPATH": str(settings.root)},
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )  # fmt: skip
+
+
+def refill(settings: Settings, name: str) -> None:
+    """Copy the snapshot `name` into its spare, unless one is there (or there is no room)."""
+    with Compose(settings).exclusive(), _maintenance(settings) as conn:
+        _clean_leftovers(conn)
+        master, spare = PREFIX + name, SPARE_PREFIX + name
+        if not _database_exists(conn, master) or _database_exists(conn, spare):
+            return
+        try:
+            _ensure_space(settings, _database_size(conn, master))
+        except ConfigError:
+            return  # no room for a spare: the next restore copies instead
+        work = WORK_PREFIX + secrets.token_hex(6)
+        _execute(conn, COPY, work, master)
+        _execute(conn, "ALTER DATABASE {} WITH ALLOW_CONNECTIONS false", work)
+        _execute(conn, "ALTER DATABASE {} RENAME TO {}", work, spare)
 
 
 def delete(
@@ -160,6 +200,7 @@ def delete(
         snapshot = _find(conn, name)
         console.line(f"This deletes the snapshot {name!r} ({human_size(snapshot.size_bytes)}).")
         confirm("Type 'yes' to delete it: ", yes, ask)
+        _execute(conn, "DROP DATABASE IF EXISTS {}", SPARE_PREFIX + name)
         _execute(conn, "DROP DATABASE {}", snapshot.database)
     console.line(f"Deleted the snapshot {name!r}.")
 
@@ -370,3 +411,12 @@ def _failpoint(name: str) -> None:
     if os.environ.get(FAILPOINT_VARIABLE) == name:
         print(f"failpoint {name}: pausing", flush=True)
         time.sleep(FAILPOINT_PAUSE_SECONDS)
+
+
+if __name__ == "__main__":  # `python -m devdb.snapshots refill NAME`, started by start_refill
+    import sys
+
+    from devdb.settings import load_settings
+
+    if sys.argv[1:2] == ["refill"] and len(sys.argv) == 3:
+        refill(load_settings(), sys.argv[2])

@@ -70,6 +70,20 @@ def snapshot_floor(stack: BenchStack) -> float:
     return seconds
 
 
+def swap_floor(stack: BenchStack) -> float:
+    """The restore's SQL with a spare ready (what db-snapshot-restore sends): swap, drop."""
+    seconds = timed_psql(
+        stack,
+        "BEGIN; ALTER DATABASE ai_interviewer_db RENAME TO devdb_bench_old; "
+        f"ALTER DATABASE devdb_spare_{SNAPSHOT} WITH ALLOW_CONNECTIONS true; "
+        f"ALTER DATABASE devdb_spare_{SNAPSHOT} RENAME TO ai_interviewer_db; COMMIT",
+        "DROP DATABASE devdb_bench_old",
+    )
+    subprocess.run([sys.executable, "-m", "devdb.snapshots", "refill", SNAPSHOT], env=stack.env,
+                   cwd=Path(__file__).resolve().parent.parent, check=True)  # fmt: skip
+    return seconds
+
+
 def restore_floor(stack: BenchStack) -> float:
     """The restore's SQL: copy the snapshot, swap names in one transaction, drop the old one."""
     return timed_psql(
@@ -79,6 +93,18 @@ def restore_floor(stack: BenchStack) -> float:
         f"ALTER DATABASE {FLOOR_COPY} RENAME TO ai_interviewer_db; COMMIT",
         "DROP DATABASE devdb_bench_old",
     )
+
+
+def wait_for_spare(stack: BenchStack) -> None:
+    """Let the background copy that a snapshot task starts finish before timing anything else."""
+    deadline = time.monotonic() + 120
+    with stack.connect() as conn:
+        while time.monotonic() < deadline:
+            query = "SELECT count(*) FROM pg_database WHERE datname = %s"
+            if conn.execute(query, [f"devdb_spare_{SNAPSHOT}"]).fetchone()[0]:
+                return
+            time.sleep(0.05)
+    raise RuntimeError("the spare copy never appeared")
 
 
 def main() -> int:
@@ -103,6 +129,7 @@ def main() -> int:
             conn.execute(SCHEMA)
         small = fill_to(stack, 20)
         _, small_kib = peak_rss_of([*inv, "db-snapshot", SNAPSHOT], stack.env)
+        wait_for_spare(stack)
         size = fill_to(stack, args.megabytes)
         for round_number in range(args.runs):
             archive = out / f"{round_number}.dump"
@@ -117,6 +144,8 @@ def main() -> int:
                 [*inv, "db-restore", str(archive), "--yes", "--no-safety-backup"], stack.env))  # fmt: skip
             record("db-snapshot-restore", *peak_rss_of(
                 [*inv, "db-snapshot-restore", SNAPSHOT, "--yes"], stack.env))  # fmt: skip
+            wait_for_spare(stack)
+            record("floor: swap + drop, spare ready (psql)", swap_floor(stack))
             record("floor: copy + swap + drop (psql)", restore_floor(stack))
             archive.unlink()
     finally:
@@ -133,7 +162,8 @@ def main() -> int:
         "db-snapshot": f"{median['db-backup'] / median['db-snapshot']:.1f} x faster than db-backup (target >= 5); "
         f"{median['db-snapshot'] / median['floor: CREATE DATABASE ... TEMPLATE (psql)']:.2f} x its floor (target <= 2)",
         "db-snapshot-restore": f"{median['db-restore'] / median['db-snapshot-restore']:.1f} x faster than db-restore (target >= 3); "
-        f"{median['db-snapshot-restore'] / median['floor: copy + swap + drop (psql)']:.2f} x its floor (target <= 2)",
+        f"{median['db-snapshot-restore'] / median['floor: swap + drop, spare ready (psql)']:.2f} x its floor (target <= 2); "
+        f"{median['db-snapshot-restore'] / median['floor: copy + swap + drop (psql)']:.2f} x the copy's",
     }  # fmt: skip
     for name, seconds in median.items():
         rss = f"{max(memory[name]):.1f} MiB" if name in memory else ""

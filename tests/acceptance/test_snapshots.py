@@ -10,7 +10,7 @@ import sys
 import psycopg
 import pytest
 
-from devdb.snapshots import PREFIX
+from devdb.snapshots import PREFIX, SPARE_PREFIX
 from tests.acceptance.fingerprint import fingerprint
 from tests.acceptance.stack import ROOT, SEED_DATABASE, SEED_PASSWORD, SEED_USER, Stack, run
 from tests.acceptance.waiting import wait_until
@@ -71,18 +71,28 @@ def stack(new_stack, request) -> Stack:
     return seeded(new_stack(f"snap-{request.node.name[5:30].replace('_', '-')}"))
 
 
+def wait_for_spare(stack: Stack, name: str) -> None:
+    """Until the background copy that makes the next restore instant is there."""
+    query = "SELECT count(*) FROM pg_database WHERE datname = %s"
+    wait_until(lambda: stack.query(query, (f"{SPARE_PREFIX}{name}",)), lambda r: r == [(1,)],
+               what=f"the spare copy of {name}")  # fmt: skip
+
+
 def test_restore_gives_back_exactly_the_snapshot_after_changes(stack):
     before = state(stack)
     inv_ok(stack, "db-snapshot", "seeded")
     with stack.connect() as conn:
         conn.execute(CHANGES)
     assert state(stack) != before
+    wait_for_spare(stack, "seeded")  # the path of a restore soon after a snapshot: a rename
     done = inv_ok(stack, "db-snapshot-restore", "seeded", "--yes")
     assert "Restored" in done.stdout
     assert state(stack) == before
-    # The snapshot itself is intact and can be restored again.
+    # The snapshot itself is intact and can be restored again, also without a spare (a copy).
     with stack.connect() as conn:
         conn.execute("DELETE FROM billing.invoices")
+    wait_for_spare(stack, "seeded")
+    stack.query(f"DROP DATABASE {SPARE_PREFIX}seeded")
     inv_ok(stack, "db-snapshot-restore", "seeded", "--yes")
     assert state(stack) == before
 
@@ -136,8 +146,9 @@ def test_a_restore_killed_at_its_riskiest_moment_leaves_the_database_as_it_was(s
     restore.wait(timeout=30)
     assert wait_until(lambda: state(stack), lambda s: s == changed, what="the database as it was")
     inv_ok(stack, "db-snapshot-restore", "risky", "--yes")  # and the next restore works
-    databases = stack.query("SELECT datname FROM pg_database WHERE datname LIKE 'devdb%%'")
-    assert databases == [(f"{PREFIX}risky",)]  # the interrupted run's copy was cleaned up
+    assert state(stack) != changed  # restored this time
+    snapshots = stack.query(r"SELECT datname FROM pg_database WHERE datname LIKE 'devdb\_snap\_%%'")
+    assert snapshots == [(f"{PREFIX}risky",)]
 
 
 def test_a_connected_client_is_named_not_killed_unless_asked(stack):
