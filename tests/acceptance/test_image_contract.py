@@ -1,8 +1,9 @@
 """The image's documented contract, which the tasks and tests rely on.
 
-Run against POSTGRES_IMAGE: the official postgres:15-alpine on a developer's machine, the
-offline stand-in (scripts/build-offline-image.sh) in CI. Each container is this run's own and
-is removed with its anonymous volume.
+Run against the image the tasks use (the official postgres:15-alpine on a developer's machine,
+the offline stand-in in CI) and against every other stand-in on this machine
+(scripts/build-offline-image.sh --major 17 builds the PostgreSQL 17 one; CI builds both). Each
+container is this run's own and is removed with its anonymous volume.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import pytest
 from tests.acceptance.stack import IMAGE, RUN_PREFIX, connect_local, free_port, run
 from tests.acceptance.waiting import wait_until
 
+STANDIN_REPOSITORY = "ai-interviewer/postgres"
 READY_LINE = "database system is ready to accept connections"
 INIT_DONE_LINE = "PostgreSQL init process complete; ready for start up."
 
@@ -24,15 +26,16 @@ INIT_DONE_LINE = "PostgreSQL init process complete; ready for start up."
 class Container:
     """A `docker run -d` of the image under test, published on a free loopback port."""
 
-    def __init__(self, name: str, env: dict[str, str], mounts: list[str]) -> None:
-        self.name = f"{RUN_PREFIX}img-{name}"
+    def __init__(self, image: str, name: str, env: dict[str, str], mounts: list[str]) -> None:
+        major = image.rsplit(":", 1)[-1].split("-")[0]
+        self.name = f"{RUN_PREFIX}img{major}-{name}"
         self.port = free_port()
         argv = ["docker", "run", "-d", "--name", self.name, "-p", f"127.0.0.1:{self.port}:5432"]
         for key, value in env.items():
             argv += ["-e", f"{key}={value}"]
         for mount in mounts:
             argv += ["-v", mount]
-        done = run([*argv, IMAGE])
+        done = run([*argv, image])
         assert done.returncode == 0, done.stderr
 
     def logs(self) -> str:
@@ -69,12 +72,26 @@ class Container:
         run(["docker", "rm", "-f", "-v", self.name])
 
 
+def images_under_test() -> list[str]:
+    """The image in use, and every stand-in this machine has built (one per major version)."""
+    listed = run(
+        ["docker", "image", "ls", "--format", "{{.Repository}}:{{.Tag}}", STANDIN_REPOSITORY]
+    )
+    standins = sorted(line for line in listed.stdout.split() if line.endswith("-offline"))
+    return list(dict.fromkeys([IMAGE, *standins]))
+
+
+@pytest.fixture(scope="module", params=images_under_test())
+def image(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
 @pytest.fixture
-def container() -> Iterator[Callable[..., Container]]:
+def container(image: str) -> Iterator[Callable[..., Container]]:
     made: list[Container] = []
 
     def start(name: str, mounts: list[str] | None = None, **env: str) -> Container:
-        made.append(Container(name, env, mounts or []))
+        made.append(Container(image, name, env, mounts or []))
         return made[-1]
 
     yield start
@@ -203,8 +220,8 @@ def test_server_contract_encoding_auth_user_and_logs(container):
     assert c.exec("cat", "/proc/1/comm").strip() in ("postgres", "postmaster")
 
 
-def test_image_configuration():
-    done = run(["docker", "image", "inspect", IMAGE])
+def test_image_configuration(image):
+    done = run(["docker", "image", "inspect", image])
     config = json.loads(done.stdout)[0]["Config"]
     assert config["StopSignal"] == "SIGINT"
     assert "/var/lib/postgresql/data" in config["Volumes"]
