@@ -51,7 +51,7 @@ def doctor(console: Console, as_json: bool) -> None:
 def run_checks() -> list[Finding]:
     """All checks; a check that cannot run says so instead of stopping the others."""
     findings = docker_findings()
-    docker_ok = all(f.status != PROBLEM for f in findings)
+    docker_ok = not problems(findings)
     try:
         settings = load_settings()
     except DevDbError as exc:

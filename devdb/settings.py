@@ -19,7 +19,7 @@ from pathlib import Path
 from devdb.compose_config import ProjectConfig, resolve
 from devdb.compose_invocation import Invocation, defined_keys
 from devdb.compose_words import BIND_FIX, PORT_FIX
-from devdb.errors import ConfigError
+from devdb.errors import ConfigError, DevDbError
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV_FILE_VARIABLE = "DEVDB_ENV_FILE"
@@ -58,15 +58,21 @@ class Settings:
     user: str
     password: str = field(repr=False)
     database: str
-    bind: str
-    port: int
+    # Every (address, port) published for 5432: an override file may add one to the base's.
+    published: tuple[tuple[str, int], ...]
     volume_name: str
     invocation: Invocation = field(repr=False)
-    published: tuple[
-        tuple[str, int], ...
-    ] = ()  # every (address, port) for 5432; bind/port: the first
     warnings: tuple[str, ...] = ()
     backup_dir: Path = ROOT / BACKUP_DIR_NAME
+
+    @property
+    def bind(self) -> str:
+        """The address of the first published port: the one the tasks connect to."""
+        return self.published[0][0]
+
+    @property
+    def port(self) -> int:
+        return self.published[0][1]
 
     @property
     def root(self) -> Path:
@@ -105,8 +111,6 @@ def checkout_image() -> str | None:
     Throwaway stacks (tests, benchmarks) have env files of their own, without POSTGRES_IMAGE:
     they take this one, so they run what `inv db-up` would run here.
     """
-    from devdb.errors import DevDbError
-
     environ = {k: v for k, v in os.environ.items() if k != ENV_FILE_VARIABLE}
     try:
         return load_settings(environ).image
@@ -133,11 +137,9 @@ def settings_from_config(config: ProjectConfig, invocation: Invocation) -> Setti
         user=user,
         password=check.password(environment),
         database=check.identifier(DATABASE, environment.get(DATABASE) or user),
-        bind=ports[0][0],
-        port=ports[0][1],
+        published=tuple(ports),
         volume_name=_data_volume(service, config),
         invocation=invocation,
-        published=tuple(ports),
         warnings=config.warnings,
         backup_dir=Path(
             invocation.environ.get(BACKUP_DIR_VARIABLE) or invocation.root / BACKUP_DIR_NAME

@@ -6,6 +6,7 @@ readiness.py) while a non-blocking watch of the container ends it at once if the
 
 from __future__ import annotations
 
+import functools
 import subprocess
 import time
 
@@ -51,12 +52,11 @@ def up(settings: Settings, timeout: float, console: render.Console) -> Ready:
 
 def ensure_port_available(compose: Compose) -> None:
     """Fail fast (PortInUse) when a published port is held by anything but our own container."""
-    looked: list[ContainerState | None] = []
+    ours = functools.cache(compose.container)  # one `compose ps`, only when a port is taken
 
     def ours_holds(port: int) -> bool:
-        if not looked:  # one `compose ps`, and only when a port is taken at all
-            looked.append(compose.container())
-        return looked[0] is not None and looked[0].holds_port(port)
+        state = ours()
+        return state is not None and state.holds_port(port)
 
     conflict = port_conflict(compose.settings.published, ours_holds)
     if conflict is not None:
