@@ -17,6 +17,7 @@ from devdb.errors import EXIT_CODES_HELP
 
 TIMEOUT_HELP = "Seconds to wait for PostgreSQL to accept logins (default 60)."
 YES_HELP = "Do not ask; needed when there is no terminal (CI, scripts)."
+TERMINATE_HELP = "End the other sessions on the database (named otherwise, and refused)."
 
 
 def _task_names() -> set[str]:
@@ -158,33 +159,45 @@ def env_init(c, force=False):
     env_init_task(force, console())
 
 
-@task(help={"output": "Where to write the archive (default backups/<database>-<UTC time>.dump)."})
+@task(
+    help={
+        "output": "Where to write it (default backups/<database>-<UTC time>.dump, or .sql.gz "
+        "for plain). A plain file is compressed when its name ends .gz, .xz, .bz2 or .zst.",
+        "format": "custom (pg_restore's archive, the default) or plain (SQL); a name ending "
+        ".sql or .sql.gz... means plain.",
+    }
+)
 @command
-def db_backup(c, output=None):
-    """Back up the database with pg_dump (custom format), streamed to a file; prints its path."""
+def db_backup(c, output=None, format=None):
+    """Back up the database with pg_dump (custom or plain SQL), streamed to a file; prints its path."""
     from devdb.backup import backup_task
 
-    backup_task(settings(), output, console())
+    backup_task(settings(), output, format, console())
 
 
 @task(
     positional=["path"],
     help={
-        "path": "A pg_dump custom-format archive (from inv db-backup).",
+        "path": "A dump in any pg_dump format: custom, tar, a directory, or plain SQL "
+        "(also .gz/.xz/.bz2/.zst); recognised from its content.",
         "yes": YES_HELP,
         "no_safety_backup": "Skip the backup of the current data taken before restoring.",
+        "terminate": TERMINATE_HELP,
     },
 )
 @command
-def db_restore(c, path, yes=False, no_safety_backup=False):
-    """Restore an archive into the database in one transaction (asks first; backs up first)."""
-    from devdb.backup import restore_task
+def db_restore(c, path, yes=False, no_safety_backup=False, terminate=False):
+    """Replace the database with a dump's contents, all or nothing (asks first; backs up first).
 
-    restore_task(settings(), path, yes, not no_safety_backup, console())
+    Objects owned by roles missing here become the configured user's; grants to missing roles
+    and settings this server does not know are skipped; each is reported.
+    """
+    from devdb.importer import restore_task
+
+    restore_task(settings(), path, yes, not no_safety_backup, terminate, console())
 
 
 SNAPSHOT_NAME_HELP = "1-40 characters: lowercase letters, digits, - and _."
-TERMINATE_HELP = "End the other sessions on the database (named otherwise, and refused)."
 
 
 @task(

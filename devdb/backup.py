@@ -1,23 +1,25 @@
-"""`inv db-backup` and `inv db-restore`: pg_dump archives streamed between container and host.
+"""`inv db-backup`: pg_dump streamed from the container into a file, whole or not at all.
 
-The data never passes through Python: pg_dump's output goes from the compose process straight
-into a file descriptor, and pg_restore reads the archive from one. Memory stays flat whatever the
-database size. A backup is written to a temporary file, flushed and renamed, so a failure never
-leaves a partial archive; a restore runs in one transaction, so a failure leaves the database
-as it was.
+Custom format (pg_restore's own archive, compressed) by default; plain SQL with `--format
+plain` or a file name ending in .sql, compressed when the name says so (.sql.gz, .sql.xz,
+.sql.bz2, .sql.zst). The data goes from pg_dump straight into the file (through the compressor
+when there is one), never whole into memory. The file is written beside its target, flushed,
+made 0600 and renamed, so a failure never leaves a partial backup. `inv db-restore` reads
+every one of these (importer.py).
 """
 
 from __future__ import annotations
 
+import subprocess
+import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
+from devdb import dumps
 from devdb.compose import Compose
-from devdb.confirm import confirm
 from devdb.errors import ConfigError, DevDbError
 from devdb.files import private_file
 from devdb.render import human_size
@@ -26,12 +28,12 @@ from devdb.settings import Settings
 if TYPE_CHECKING:
     from devdb.render import Console
 
-ARCHIVE_MAGIC = b"PGDMP"  # the first bytes of every pg_dump custom-format archive
+FORMATS = ("custom", "plain")
 STDERR_LINES_SHOWN = 5
 
 
 class BackupError(DevDbError):
-    """pg_dump or pg_restore failed; carries their own message."""
+    """pg_dump, pg_restore or psql failed; carries their own message."""
 
 
 @dataclass(frozen=True)
@@ -39,27 +41,57 @@ class BackupResult:
     path: Path
     size_bytes: int
     seconds: float
+    format: str
+    compression: str | None
 
 
-def default_backup_path(settings: Settings, now: datetime | None = None) -> Path:
+def default_backup_path(
+    settings: Settings, plain: bool = False, now: datetime | None = None
+) -> Path:
     stamp = (now or datetime.now(timezone.utc)).strftime("%Y%m%dT%H%M%SZ")
-    return settings.backup_dir / f"{settings.database}-{stamp}.dump"
+    suffix = ".sql.gz" if plain else ".dump"
+    return settings.backup_dir / f"{settings.database}-{stamp}{suffix}"
 
 
-def _pg_args(settings: Settings) -> list[str]:
-    return ["-U", settings.user, "-d", settings.database]
+def choose_format(requested: str | None, output: Path | None) -> str:
+    """custom or plain: as asked, else as the file name says (.sql, .sql.gz... mean plain)."""
+    if requested is not None and requested not in FORMATS:
+        raise ConfigError(f"--format={requested} is not a format here; use custom or plain.")
+    by_name = None
+    if output is not None:
+        stem = output.with_suffix("") if dumps.compression_for(output) else output
+        by_name = "plain" if stem.suffix.lower() == ".sql" else None
+    chosen = requested or by_name or "custom"
+    if output is not None and chosen == "custom" and dumps.compression_for(output):
+        raise ConfigError(
+            f"--output={output} asks for {dumps.compression_for(output)} compression, but a custom "
+            "archive is compressed already; name it .dump, or pass --format plain."
+        )
+    return chosen
 
 
-def _stderr_summary(text: str) -> str:
-    lines = [line for line in text.strip().splitlines() if line.strip()]
-    return " | ".join(lines[-STDERR_LINES_SHOWN:]) or "(no message)"
-
-
-def backup(settings: Settings, output: Path | None = None) -> BackupResult:
-    """pg_dump -Fc inside the container, streamed into `output` (atomically, mode 0600)."""
+def backup(
+    settings: Settings, output: Path | None = None, requested_format: str | None = None
+) -> BackupResult:
+    """pg_dump inside the container, streamed into `output` (atomically, mode 0600)."""
+    chosen = choose_format(requested_format, output)
     compose = Compose(settings)
     compose.require_running()
-    target = (output or default_backup_path(settings)).resolve()
+    target = _target(settings, output, chosen == "plain")
+    compression = dumps.compression_for(target) if chosen == "plain" else None
+    started = time.monotonic()
+    with private_file(target) as (sink, tmp):
+        with dumps.compressing(sink, compression) as stream:
+            _dump_into(compose, settings, chosen, stream, direct=compression is None)
+        sink.flush()
+        _verify(tmp, chosen, compression)
+    return BackupResult(
+        target, target.stat().st_size, time.monotonic() - started, chosen, compression
+    )
+
+
+def _target(settings: Settings, output: Path | None, plain: bool) -> Path:
+    target = (output or default_backup_path(settings, plain)).resolve()
     if target.is_dir():
         raise ConfigError(
             f"--output={target} is a directory; give a file name such as {target}/db.dump."
@@ -71,86 +103,66 @@ def backup(settings: Settings, output: Path | None = None) -> BackupResult:
             )
         target = _next_free_name(target)  # two backups within one second
     target.parent.mkdir(parents=True, exist_ok=True)
-    started = time.monotonic()
-    with private_file(target) as (sink, tmp):
-        code, errors = compose.exec_streamed(
-            "pg_dump", "--format=custom", *_pg_args(settings), stdout=sink
-        )
-        if code != 0:
-            raise BackupError(f"pg_dump failed: {_stderr_summary(errors)}")
-        sink.flush()
-        if not _is_archive(tmp):
-            raise BackupError("pg_dump produced no archive; nothing was written.")
-    return BackupResult(target, target.stat().st_size, time.monotonic() - started)
+    return target
+
+
+def _dump_into(
+    compose: Compose, settings: Settings, chosen: str, stream: BinaryIO, direct: bool
+) -> None:
+    """pg_dump's output into `stream`: as its stdout when it is a plain file, else copied."""
+    command = ("pg_dump", f"--format={chosen}", "-U", settings.user, "-d", settings.database)
+    with tempfile.TemporaryFile() as errors:
+        process = compose.exec_process(
+            *command, stdin=subprocess.DEVNULL,
+            stdout=stream if direct else subprocess.PIPE, stderr=errors,
+        )  # fmt: skip
+        if not direct:
+            while chunk := process.stdout.read(dumps.CHUNK_BYTES):
+                stream.write(chunk)
+        code = process.wait()
+        errors.seek(0)
+        text = errors.read().decode(errors="replace")
+    if code != 0:
+        raise BackupError(f"pg_dump failed: {_stderr_summary(text)}")
+
+
+def _verify(written: Path, chosen: str, compression: str | None) -> None:
+    """The file holds what pg_dump makes when it finishes: the archive's magic, or the closing
+    line of a plain script."""
+    if chosen == "custom":
+        with written.open("rb") as handle:
+            whole = handle.read(len(dumps.ARCHIVE_MAGIC)) == dumps.ARCHIVE_MAGIC
+    elif compression is None:
+        whole = dumps.ends_complete(dumps.file_tail(written))
+    else:
+        whole = True  # pg_dump exited 0 and the compressor closed its stream
+    if not whole:
+        raise BackupError("pg_dump produced no complete dump; nothing was written.")
 
 
 def _next_free_name(path: Path) -> Path:
+    parts = 2 if dumps.compression_for(path) else 1
+    suffix = "".join(path.suffixes[-parts:])
+    base = path.name[: len(path.name) - len(suffix)]
     number = 2
-    while path.with_name(f"{path.stem}-{number}{path.suffix}").exists():
+    while path.with_name(f"{base}-{number}{suffix}").exists():
         number += 1
-    return path.with_name(f"{path.stem}-{number}{path.suffix}")
+    return path.with_name(f"{base}-{number}{suffix}")
 
 
-def _is_archive(path: Path) -> bool:
-    with path.open("rb") as handle:
-        return handle.read(len(ARCHIVE_MAGIC)) == ARCHIVE_MAGIC
+def _stderr_summary(text: str) -> str:
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return " | ".join(lines[-STDERR_LINES_SHOWN:]) or "(no message)"
 
 
-def check_archive(settings: Settings, path: Path) -> None:
-    """Refuse anything that is not a readable pg_dump archive, before touching the database."""
-    if not path.is_file():
-        raise ConfigError(
-            f"{path} does not exist or is not a file; give the path of a .dump from inv db-backup."
-        )
-    if not _is_archive(path):
-        raise ConfigError(f"{path} is not a pg_dump custom-format archive; nothing was changed.")
-    with path.open("rb") as source:
-        code, errors = Compose(settings).exec_streamed("pg_restore", "--list", stdin=source)
-    if code != 0:
-        raise ConfigError(
-            f"{path} cannot be read by pg_restore ({_stderr_summary(errors)}); nothing was changed."
-        )
-
-
-def restore(settings: Settings, path: Path) -> float:
-    """pg_restore into the configured database: one transaction, clean first, no owners."""
-    started = time.monotonic()
-    with path.open("rb") as source:
-        code, errors = Compose(settings).exec_streamed(
-            "pg_restore", "--clean", "--if-exists", "--no-owner",
-            "--single-transaction", "--exit-on-error", *_pg_args(settings),
-            stdin=source,
-        )  # fmt: skip
-    if code != 0:
-        raise BackupError(
-            f"pg_restore failed, the database is unchanged: {_stderr_summary(errors)}"
-        )
-    return time.monotonic() - started
-
-
-def backup_task(settings: Settings, output: str | None, console: Console) -> None:
-    """`inv db-backup`: size and time, then the archive's path as the last line."""
-    result = backup(settings, Path(output) if output else None)
+def backup_task(
+    settings: Settings, output: str | None, requested_format: str | None, console: Console
+) -> None:
+    """`inv db-backup`: size and time, then the file's path as the last line."""
+    result = backup(settings, Path(output) if output else None, requested_format)
+    kind = result.format + (f", {result.compression}" if result.compression else "")
     console.line(
-        f"Backed up {settings.database}: {human_size(result.size_bytes)} in {result.seconds:.2f} s"
+        f"Backed up {settings.database} ({kind}): {human_size(result.size_bytes)} "
+        f"in {result.seconds:.2f} s"
     )
     console.line(str(result.path))
-
-
-def restore_task(
-    settings: Settings, path: str, yes: bool, safety_backup: bool, console: Console,
-    ask: Callable[[str], str] = input,
-) -> None:  # fmt: skip
-    """`inv db-restore`: check the archive, ask, take a safety backup, restore in one transaction."""
-    archive = Path(path)
-    Compose(settings).require_running()
-    check_archive(settings, archive)
-    console.line(
-        f"This replaces the objects of database {settings.database} with those in {archive}."
-    )
-    confirm("Type 'yes' to restore: ", yes, ask)
-    if safety_backup:
-        saved = backup(settings)
-        console.line(f"Safety backup of the current data: {saved.path}")
-    seconds = restore(settings, archive)
-    console.line(f"Restored {archive} into {settings.database} in {seconds:.2f} s.")

@@ -15,7 +15,7 @@ import subprocess
 import sys
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import IO, BinaryIO
 
 from devdb import engine
 from devdb.compose_binary import cli_found
@@ -30,6 +30,7 @@ from devdb.errors import (
 from devdb.locks import project_lock
 from devdb.settings import SERVICE, Settings
 
+StreamTarget = IO[bytes] | int | None  # what subprocess takes: a file, PIPE, DEVNULL
 _DAEMON_DOWN_MARKERS = ("Cannot connect to the Docker daemon", "error during connect")
 _PERMISSION_MARKER = "permission denied while trying to connect to the Docker daemon"
 _PORT_TAKEN_MARKERS = ("port is already allocated", "address already in use")
@@ -202,6 +203,17 @@ class Compose:
                 **self._popen_options(),
             )
         return done.returncode, done.stderr.decode(errors="replace")
+
+    def exec_process(
+        self, *command: str, stdin: StreamTarget, stdout: StreamTarget, stderr: BinaryIO
+    ) -> subprocess.Popen[bytes]:
+        """Start `command` in the service and return at once: for pipelines whose streams the
+        caller wires (a file, a pipe, another process's output) and waits for."""
+        argv = self.argv("exec", "-T", SERVICE, *command)
+        with cli_found(argv[0]):
+            return subprocess.Popen(
+                argv, stdin=stdin, stdout=stdout, stderr=stderr, **self._popen_options()
+            )
 
     def failure(self, argv: list[str], returncode: int, output: str) -> Exception:
         """The error for a failed command: daemon down, port taken, or the generic one."""

@@ -1,26 +1,32 @@
 #!/usr/bin/env python3
-"""Backup benchmark: time and peak memory of `inv db-backup` / `inv db-restore` by database size.
+"""Backup and restore benchmark: time and peak memory per dump format, at two database sizes.
 
-    python scripts/bench_backup.py [--megabytes 200]
+    python scripts/bench_backup.py [--megabytes 200] [--formats custom,plain.gz,...]
 
-Fills a throwaway stack with about 20 MB and then about N MB (default 200) of rows, and for each
-size measures the backup and the restore: seconds, archive size, and the peak resident memory of
-the task's process tree as the kernel reports it (the inv process and the docker CLI it runs).
+Fills a throwaway stack with about 20 MB and then about N MB (default 200) of rows (several
+tables' worth of rows, an index), and for each size and format measures `inv db-backup` (for the
+formats it writes) and `inv db-restore`: seconds, file size, and the peak resident memory of the
+task's process tree as the kernel reports it (the inv process and the docker CLIs it runs; the
+server's memory is not ours). Tar and directory dumps are made by pg_dump in the container.
 Flat memory across sizes is the proof that nothing is held in memory.
 """
 
 from __future__ import annotations
 
 import argparse
+import shutil
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from benchkit import BenchStack, machine, peak_rss_of
+from benchkit import DATABASE, USER, BenchStack, machine, peak_rss_of
 
 ROW_BYTES = 200  # one generated row takes about this much space in the table
+FORMATS = ("custom", "tar", "directory", "plain", "plain.gz", "plain.xz", "plain.bz2", "plain.zst")
+FILE_NAMES = {"custom": "db.dump", "tar": "db.tar", "directory": "db.d"}
 
 
 def fill_to(stack: BenchStack, megabytes: int) -> float:
@@ -38,48 +44,64 @@ def fill_to(stack: BenchStack, megabytes: int) -> float:
         return conn.execute("SELECT pg_database_size(current_database())").fetchone()[0] / 1024**2
 
 
+def size_of(path: Path) -> float:
+    files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
+    return sum(p.stat().st_size for p in files) / 1024**2
+
+
+def make_dump(stack: BenchStack, kind: str, target: Path, inv: list[str]) -> tuple[float, int] | None:
+    """Write the dump of `kind` at `target`: by db-backup when it writes that kind (measured)."""
+    if kind in ("tar", "directory"):
+        container, inside = stack.project, "/tmp/bench-dump"  # noqa: S108 - in the container
+        dump = ["docker", "exec", container, "pg_dump", "-U", USER, "-d", DATABASE, f"--format={kind}"]
+        if kind == "tar":
+            with target.open("wb") as sink:
+                subprocess.run(dump, stdout=sink, check=True)
+        else:
+            subprocess.run([*dump, "-f", inside], check=True)
+            subprocess.run(["docker", "cp", f"{container}:{inside}", str(target)], check=True)
+            subprocess.run(["docker", "exec", container, "rm", "-rf", inside], check=True)
+        return None
+    return peak_rss_of([*inv, "db-backup", "--output", str(target)], stack.env)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--megabytes", type=int, default=200, help="the large size (default 200)")
-    large = parser.parse_args().megabytes
+    parser.add_argument("--formats", default=",".join(FORMATS), help="comma-separated")
+    args = parser.parse_args()
+    kinds = [k for k in args.formats.split(",") if k]
     stack = BenchStack("backup")
     out = Path(tempfile.mkdtemp(prefix="devdb-bench-backup-"))
     inv = [sys.executable, "-m", "invoke"]
     rows = []
     try:
         stack.inv("db-up")
-        for target in (20, large):
+        for target in (20, args.megabytes):
             size = fill_to(stack, target)
-            archive = out / f"{target}.dump"
-            backup_s, backup_kib = peak_rss_of(
-                [*inv, "db-backup", "--output", str(archive)], stack.env
-            )
-            restore_s, restore_kib = peak_rss_of(
-                [*inv, "db-restore", str(archive), "--yes", "--no-safety-backup"], stack.env
-            )
-            rows.append(
-                (
-                    size,
-                    archive.stat().st_size / 1024**2,
-                    backup_s,
-                    backup_kib,
-                    restore_s,
-                    restore_kib,
+            for kind in kinds:
+                path = out / FILE_NAMES.get(kind, f"db.{kind.replace('plain', 'sql')}")
+                made = make_dump(stack, kind, path, inv)
+                restored = peak_rss_of(
+                    [*inv, "db-restore", str(path), "--yes", "--no-safety-backup"], stack.env
                 )
-            )
-            archive.unlink()
+                rows.append((size, kind, size_of(path), made, restored))
+                print(f"{size:.0f} MB {kind}: backup {made}, restore {restored}", flush=True)
+                shutil.rmtree(path) if path.is_dir() else path.unlink()
     finally:
         stack.remove()
     print(f"\nMachine: {machine()}\n")
-    print("| database | archive | backup s | backup peak RSS | restore s | restore peak RSS |")
-    print("|---------:|--------:|---------:|----------------:|----------:|-----------------:|")
-    for size, archive_mb, backup_s, backup_kib, restore_s, restore_kib in rows:
-        print(f"| {size:6.0f} MB | {archive_mb:5.1f} MB | {backup_s:8.2f} | {backup_kib / 1024:11.1f} MiB "
-              f"| {restore_s:9.2f} | {restore_kib / 1024:12.1f} MiB |")  # fmt: skip
-    growth = rows[-1][3] / rows[0][3]
-    print(
-        f"\nPeak memory of the backup at {rows[-1][0]:.0f} MB is {growth:.2f} x that at {rows[0][0]:.0f} MB."
-    )
+    print("| database | format | file | backup s | backup peak RSS | restore s | restore peak RSS |")
+    print("|---------:|--------|-----:|---------:|----------------:|----------:|-----------------:|")
+    for size, kind, file_mb, made, (restore_s, restore_kib) in rows:
+        backup_cells = f"{made[0]:.2f} | {made[1] / 1024:.1f} MiB" if made else "(pg_dump) | -"
+        print(f"| {size:.0f} MB | {kind} | {file_mb:.1f} MB | {backup_cells} | {restore_s:.2f} "
+              f"| {restore_kib / 1024:.1f} MiB |")  # fmt: skip
+    small, large = rows[: len(kinds)], rows[len(kinds) :]
+    print()
+    for before, after in zip(small, large, strict=True):
+        print(f"{after[1]}: restore peak memory at {after[0]:.0f} MB is "
+              f"{after[4][1] / before[4][1]:.2f} x that at {before[0]:.0f} MB")  # fmt: skip
     return 0
 
 

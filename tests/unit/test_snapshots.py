@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from devdb.databases import WORK_PREFIX
 from devdb.errors import EXIT_CONFIG, ConfigError
 from devdb.settings import MAX_IDENTIFIER_BYTES
-from devdb.snapshots import PREFIX, WORK_PREFIX, check_name
+from devdb.snapshots import PREFIX, check_name
 
 
 @pytest.mark.parametrize("name", ["a", "before-migration", "seed_2026", "0day", "x" * 40])

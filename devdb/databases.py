@@ -1,0 +1,237 @@
+"""Whole databases on the server: copies, swaps by rename, and the sessions in their way.
+
+Snapshots, imports and upgrades all build a database beside the configured one and then put it
+in place. The rules they share live here: a maintenance connection that is never on the
+database being replaced; work copies named `devdb_work_*` that only a task holding the project
+lock makes, so any it finds are leftovers of an interrupted run and are dropped; a swap of two
+names in one transaction (complete, or it did not happen); other sessions named and refused,
+or ended only when the user asks.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+from urllib.parse import quote
+
+from devdb.compose import Compose
+from devdb.errors import ConfigError, DevDbError, NotReady
+from devdb.render import human_size
+from devdb.settings import DATA_DIR, SERVICE, Settings
+
+if TYPE_CHECKING:
+    import psycopg
+
+WORK_PREFIX = "devdb_work_"  # a copy being made, or the database a swap replaced
+SPACE_MARGIN = 1.1  # room for the copy, plus a tenth for the WAL and catalogs it writes
+CLIENTS_SHOWN = 5
+FAILPOINT_VARIABLE = "DEVDB_FAILPOINT"  # tests only: pause at a named moment
+FAILPOINT_PAUSE_SECONDS = 30
+STATEMENT_TIMEOUT_MS = 600_000  # never hang: no statement of ours runs longer than this
+CROWDED_RETRIES = 3
+
+
+def work_name() -> str:
+    return WORK_PREFIX + secrets.token_hex(6)
+
+
+@contextmanager
+def maintenance(settings: Settings, application_name: str) -> Iterator[psycopg.Connection]:
+    """A connection to the server's maintenance database (never the one being replaced)."""
+    import psycopg
+
+    from devdb import readiness
+
+    dbname = "template1" if settings.database == "postgres" else "postgres"
+    try:
+        conn = readiness.connect(settings, application_name=application_name, dbname=dbname)
+    except psycopg.OperationalError as exc:
+        problem = readiness.classify(str(exc), settings)
+        if isinstance(problem, readiness.Transient):
+            raise NotReady("the database is not running; start it with inv db-up.") from None
+        raise problem from None
+    with conn:
+        conn.execute(f"SET statement_timeout = {STATEMENT_TIMEOUT_MS}")
+        yield conn
+
+
+def execute(conn: psycopg.Connection, template: str, *names: str) -> None:
+    """Run `template` with `names` quoted as identifiers in its `{}` places."""
+    from psycopg import sql
+
+    conn.execute(sql.SQL(template).format(*map(sql.Identifier, names)))
+
+
+def exists(conn: psycopg.Connection, database: str) -> bool:
+    found = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [database]).fetchone()
+    return found is not None
+
+
+def size(conn: psycopg.Connection, database: str) -> int:
+    return conn.execute("SELECT pg_database_size(%s)", [database]).fetchone()[0]
+
+
+def create_empty_like(conn: psycopg.Connection, database: str, template_of: str) -> None:
+    """An empty database (from template0) with the owner, encoding and locale of `template_of`,
+    so that putting it in place changes nothing but the contents."""
+    from psycopg import sql
+
+    owner, encoding, collate, ctype, provider, icu = conn.execute(
+        "SELECT pg_get_userbyid(datdba), pg_encoding_to_char(encoding), datcollate, datctype, "
+        "datlocprovider, daticulocale FROM pg_database WHERE datname = %s",
+        [template_of],
+    ).fetchone()
+    options = [
+        sql.SQL("OWNER {}").format(sql.Identifier(owner)),
+        sql.SQL("ENCODING {}").format(sql.Literal(encoding)),
+        sql.SQL("LC_COLLATE {} LC_CTYPE {}").format(sql.Literal(collate), sql.Literal(ctype)),
+    ]
+    if provider == "i":
+        options.append(sql.SQL("LOCALE_PROVIDER icu ICU_LOCALE {}").format(sql.Literal(icu)))
+    conn.execute(
+        sql.SQL("CREATE DATABASE {} TEMPLATE template0 {}").format(
+            sql.Identifier(database), sql.SQL(" ").join(options)
+        )
+    )
+
+
+def swap_in(conn: psycopg.Connection, database: str, fresh: str, terminate: bool) -> None:
+    """`fresh` takes the name `database` in one transaction; the replaced one becomes a leftover.
+
+    The configured database's own grants and settings (GRANT ... ON DATABASE, ALTER DATABASE
+    ... SET) pass to its replacement.
+    """
+    replaced = work_name()
+
+    def swap() -> None:
+        with conn.transaction():
+            _keep_database_grants(conn, database, fresh)
+            execute(conn, "ALTER DATABASE {} WITH ALLOW_CONNECTIONS true", fresh)
+            execute(conn, "ALTER DATABASE {} RENAME TO {}", database, replaced)
+            failpoint("restore-before-commit")
+            execute(conn, "ALTER DATABASE {} RENAME TO {}", fresh, database)
+
+    alone_on(conn, database, terminate, swap)
+
+
+def clean_leftovers(conn: psycopg.Connection) -> None:
+    """Work copies of interrupted runs (a copy not swapped in, or the database a swap replaced).
+
+    Safe under the project lock: no other task of this project makes one meanwhile.
+    """
+    rows = conn.execute(
+        "SELECT datname FROM pg_database WHERE datname LIKE %s",
+        [WORK_PREFIX.replace("_", r"\_") + "%"],
+    ).fetchall()
+    for (database,) in rows:
+        execute(conn, "DROP DATABASE IF EXISTS {} WITH (FORCE)", database)
+
+
+# Space -------------------------------------------------------------------------------------
+
+
+def ensure_space(settings: Settings, size_bytes: int, advice: str) -> None:
+    """Refuse before copying when the data volume has no room for `size_bytes` more."""
+    available = free_bytes(settings)
+    if available is None:
+        return  # cannot tell: a full disk fails the copy cleanly and the swap never happens
+    needed = int(size_bytes * SPACE_MARGIN)
+    if available < needed:
+        raise ConfigError(
+            f"the data volume has {human_size(available)} free and the copy needs about "
+            f"{human_size(needed)}; {advice}"
+        )
+
+
+def free_bytes(settings: Settings) -> int | None:
+    """Free space where the data lives: the volume's folder when this machine can see it
+    (Linux, as root or with access), else as the container sees it (Docker Desktop)."""
+    from devdb.engine import get_objects
+
+    found = get_objects([f"/volumes/{quote(settings.volume_name, safe='')}"]) or []
+    mountpoint = found[0].get("Mountpoint") if found else None
+    if mountpoint and os.access(mountpoint, os.R_OK):
+        return shutil.disk_usage(mountpoint).free
+    try:
+        output = Compose(settings).run("exec", "-T", SERVICE, "df", "-Pk", DATA_DIR)
+        return int(output.strip().splitlines()[-1].split()[3]) * 1024
+    except (DevDbError, ValueError, IndexError):
+        return None
+
+
+# Other sessions ----------------------------------------------------------------------------
+
+
+def others_on(conn: psycopg.Connection, database: str) -> list[tuple]:
+    return conn.execute(
+        "SELECT pid, coalesce(nullif(application_name, ''), '(no name)'), "
+        "coalesce(host(client_addr), 'local socket'), usename FROM pg_stat_activity "
+        "WHERE datname = %s AND pid <> pg_backend_pid() "
+        "AND backend_type <> 'autovacuum worker'",  # the server ends those itself
+        [database],
+    ).fetchall()
+
+
+def make_way(conn: psycopg.Connection, database: str, terminate: bool) -> None:
+    """No other session on `database`: name them and refuse, or end them when asked to."""
+    others = others_on(conn, database)
+    if not others:
+        return
+    if not terminate:
+        shown = "; ".join(
+            f"{app} from {addr} as {user} (pid {pid})"
+            for pid, app, addr, user in others[:CLIENTS_SHOWN]
+        )
+        more = f" and {len(others) - CLIENTS_SHOWN} more" if len(others) > CLIENTS_SHOWN else ""
+        raise ConfigError(
+            f"{len(others)} other session(s) use database {database}: {shown}{more}; close them "
+            "(stop the backend, quit psql) or pass --terminate to end them. Nothing was changed."
+        )
+    for pid, *_ in others:
+        conn.execute("SELECT pg_terminate_backend(%s, 5000)", [pid])
+
+
+def alone_on(
+    conn: psycopg.Connection, database: str, terminate: bool, action: Callable[[], None]
+) -> None:
+    """Run `action` (a copy or a rename of `database`) once no other session is on it.
+
+    A client that connects between the check and the action makes PostgreSQL refuse it: then
+    it is named (or ended, with --terminate, and the action tried again).
+    """
+    import psycopg as pg
+
+    for _ in range(CROWDED_RETRIES):
+        make_way(conn, database, terminate)
+        try:
+            action()
+            return
+        except pg.errors.ObjectInUse:
+            continue
+    make_way(conn, database, terminate=False)
+    raise ConfigError(f"sessions keep connecting to {database}; stop the clients, then try again.")
+
+
+def _keep_database_grants(conn: psycopg.Connection, current: str, fresh: str) -> None:
+    conn.execute(
+        "UPDATE pg_database SET datacl = (SELECT datacl FROM pg_database WHERE datname = %s) "
+        "WHERE datname = %s",
+        [current, fresh],
+    )
+    conn.execute(
+        "UPDATE pg_db_role_setting SET setdatabase = (SELECT oid FROM pg_database WHERE datname = %s) "
+        "WHERE setdatabase = (SELECT oid FROM pg_database WHERE datname = %s)",
+        [fresh, current],
+    )
+
+
+def failpoint(name: str) -> None:
+    """Tests pause here (DEVDB_FAILPOINT=name) to interrupt a task at its riskiest moment."""
+    if os.environ.get(FAILPOINT_VARIABLE) == name:
+        print(f"failpoint {name}: pausing", flush=True)
+        time.sleep(FAILPOINT_PAUSE_SECONDS)

@@ -1,0 +1,76 @@
+"""Reading psql's account of a load: what may be mapped or skipped, and what is fatal."""
+
+from __future__ import annotations
+
+from devdb import load_errors
+
+STDERR = """\
+psql:<stdin>:13: ERROR:  42704: unrecognized configuration parameter "transaction_timeout"
+LOCATION:  find_option, guc.c:5734
+psql:<stdin>:13: STATEMENT:  SET transaction_timeout = 0;
+psql:<stdin>:36: ERROR:  42704: role "owner_x" does not exist
+LOCATION:  get_role_oid, acl.c:5201
+psql:<stdin>:36: STATEMENT:  ALTER TABLE public.t OWNER TO owner_x;
+psql:<stdin>:40: ERROR:  42704: role "owner_x" does not exist
+psql:<stdin>:40: STATEMENT:  ALTER SEQUENCE public.s OWNER TO owner_x;
+psql:<stdin>:60: ERROR:  42704: role "reader_y" does not exist
+LOCATION:  get_role_oid, acl.c:5201
+psql:<stdin>:60: STATEMENT:  GRANT SELECT ON TABLE public.t
+  TO reader_y;
+psql:<stdin>:61: WARNING:  no privileges were granted for "t"
+"""
+
+
+def test_missing_roles_and_unknown_settings_are_mapped_or_skipped():
+    report = load_errors.read(STDERR)
+    assert report.fatal == []
+    assert report.owners_mapped == {"owner_x": 2}
+    assert report.grants_skipped == {"reader_y": 1}
+    assert report.settings_skipped == ["transaction_timeout"]
+    assert report.notes("app") == [
+        "Owned by app instead of roles missing here: owner_x (2 objects).",
+        "Privileges skipped, their roles are missing here: reader_y (1 statement).",
+        "Settings this server does not know, skipped: transaction_timeout.",
+    ]
+
+
+def test_any_other_error_is_fatal_with_its_line_and_statement():
+    report = load_errors.read(
+        STDERR
+        + "psql:<stdin>:75: ERROR:  42883: function nope(integer) does not exist\n"
+        + "LINE 1: SELECT nope(1);\n"
+        + "               ^\n"
+        + "HINT:  No function matches the given name and argument types.\n"
+        + "psql:<stdin>:75: STATEMENT:  SELECT nope(1);\n"
+    )
+    assert len(report.fatal) == 1
+    assert report.fatal[0].describe() == (
+        "line 75: function nope(integer) does not exist (statement: SELECT nope(1);)"
+    )
+
+
+def test_a_missing_role_outside_owners_and_grants_is_fatal():
+    report = load_errors.read(
+        'psql:<stdin>:9: ERROR:  42704: role "x" does not exist\n'
+        "psql:<stdin>:9: STATEMENT:  CREATE POLICY p ON t TO x;\n"
+    )
+    assert [f.line for f in report.fatal] == [9]
+
+
+def test_an_unknown_setting_outside_a_set_is_fatal():
+    report = load_errors.read(
+        'psql:<stdin>:4: ERROR:  42704: unrecognized configuration parameter "foo"\n'
+        "psql:<stdin>:4: STATEMENT:  ALTER TABLE t SET (foo = 1);\n"
+    )
+    assert len(report.fatal) == 1
+
+
+def test_psqls_own_complaints_are_fatal():
+    report = load_errors.read("psql:<stdin>:3: invalid command \\frobnicate\n")
+    assert report.fatal[0].describe() == "line 3: invalid command \\frobnicate"
+
+
+def test_long_statements_are_shortened():
+    failure = load_errors.Failure(1, "42601", "syntax error", "INSERT " + "x" * 500)
+    assert len(failure.describe()) < 220
+    assert failure.describe().endswith("...)")
