@@ -49,11 +49,23 @@ def size_of(path: Path) -> float:
     return sum(p.stat().st_size for p in files) / 1024**2
 
 
-def make_dump(stack: BenchStack, kind: str, target: Path, inv: list[str]) -> tuple[float, int] | None:
+def make_dump(
+    stack: BenchStack, kind: str, target: Path, inv: list[str]
+) -> tuple[float, int] | None:
     """Write the dump of `kind` at `target`: by db-backup when it writes that kind (measured)."""
     if kind in ("tar", "directory"):
         container, inside = stack.project, "/tmp/bench-dump"  # noqa: S108 - in the container
-        dump = ["docker", "exec", container, "pg_dump", "-U", USER, "-d", DATABASE, f"--format={kind}"]
+        dump = [
+            "docker",
+            "exec",
+            container,
+            "pg_dump",
+            "-U",
+            USER,
+            "-d",
+            DATABASE,
+            f"--format={kind}",
+        ]
         if kind == "tar":
             with target.open("wb") as sink:
                 subprocess.run(dump, stdout=sink, check=True)
@@ -91,8 +103,12 @@ def main() -> int:
     finally:
         stack.remove()
     print(f"\nMachine: {machine()}\n")
-    print("| database | format | file | backup s | backup peak RSS | restore s | restore peak RSS |")
-    print("|---------:|--------|-----:|---------:|----------------:|----------:|-----------------:|")
+    print(
+        "| database | format | file | backup s | backup peak RSS | restore s | restore peak RSS |"
+    )
+    print(
+        "|---------:|--------|-----:|---------:|----------------:|----------:|-----------------:|"
+    )
     for size, kind, file_mb, made, (restore_s, restore_kib) in rows:
         backup_cells = f"{made[0]:.2f} | {made[1] / 1024:.1f} MiB" if made else "(pg_dump) | -"
         print(f"| {size:.0f} MB | {kind} | {file_mb:.1f} MB | {backup_cells} | {restore_s:.2f} "
