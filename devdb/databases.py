@@ -33,7 +33,8 @@ CLIENTS_SHOWN = 5
 FAILPOINT_VARIABLE = "DEVDB_FAILPOINT"  # tests only: pause at a named moment
 FAILPOINT_PAUSE_SECONDS = 30
 STATEMENT_TIMEOUT_MS = 600_000  # never hang: no statement of ours runs longer than this
-CROWDED_RETRIES = 3
+CROWDED_RETRIES = 5
+RETRY_PAUSE_SECONDS = 0.1
 
 
 def work_name() -> str:
@@ -172,7 +173,9 @@ def others_on(conn: psycopg.Connection, database: str) -> list[tuple]:
         "SELECT pid, coalesce(nullif(application_name, ''), '(no name)'), "
         "coalesce(host(client_addr), 'local socket'), usename FROM pg_stat_activity "
         "WHERE datname = %s AND pid <> pg_backend_pid() "
-        "AND backend_type <> 'autovacuum worker'",  # the server ends those itself
+        # Not clients: autovacuum (the server ends it itself) and the healthcheck's pg_isready,
+        # whose connection lasts milliseconds (the retry below outwaits it).
+        "AND backend_type <> 'autovacuum worker' AND application_name <> 'pg_isready'",
         [database],
     ).fetchall()
 
@@ -206,13 +209,13 @@ def alone_on(
     """
     import psycopg as pg
 
-    for _ in range(CROWDED_RETRIES):
+    for attempt in range(CROWDED_RETRIES):
         make_way(conn, database, terminate)
         try:
             action()
             return
         except pg.errors.ObjectInUse:
-            continue
+            time.sleep(RETRY_PAUSE_SECONDS * (attempt + 1))
     make_way(conn, database, terminate=False)
     raise ConfigError(f"sessions keep connecting to {database}; stop the clients, then try again.")
 
