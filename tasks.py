@@ -17,6 +17,14 @@ from devdb.errors import EXIT_CODES_HELP
 
 TIMEOUT_HELP = "Seconds to wait for PostgreSQL to accept logins (default 60)."
 YES_HELP = "Do not ask; needed when there is no terminal (CI, scripts)."
+UPGRADE_HELP = {
+    "image": "The image of the newer major version, e.g. postgres:17-alpine.",
+    "rollback": "Return to the old image and exactly the old data (deletes the upgraded volume).",
+    "finish": "Delete the old data kept since the upgrade (no rollback after).",
+    "yes": "Do not ask; needed when there is no terminal (CI, scripts).",
+    "terminate": "End the sessions of other clients (named otherwise, and refused).",
+    "timeout": "Seconds to wait for the server to accept logins after the switch (default 60).",
+}
 TERMINATE_HELP = "End the other sessions on the database (named otherwise, and refused)."
 
 
@@ -248,6 +256,20 @@ def db_snapshot_delete(c, name, yes=False):
     from devdb.snapshots import delete
 
     delete(settings(), name, yes, console())
+
+
+@task(help=UPGRADE_HELP)
+@command
+def db_upgrade(c, image=None, rollback=False, finish=False, yes=False, terminate=False, timeout=60):
+    """Move the data to a newer PostgreSQL major version; the old data is kept until --finish.
+
+    Every database and role is copied and proven equal (rows and checksums per table, sequences,
+    roles with their passwords) before the switch; POSTGRES_IMAGE and POSTGRES_VOLUME are then
+    set in .env, so plain `docker compose up` runs the new version too.
+    """
+    from devdb.upgrade import task as upgrade
+
+    upgrade(settings(), image, rollback, finish, yes, terminate, float(timeout), console())
 
 
 # `inv --help TASK` ends with the exit codes.

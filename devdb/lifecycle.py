@@ -10,8 +10,10 @@ from devdb.compose import Compose
 from devdb.confirm import confirm
 from devdb.errors import ConfigError, DevDbError, NotReady
 from devdb.readiness import Transient, login_probe
+from devdb.render import human_size
 from devdb.settings import SERVICE, Settings
 from devdb.snapshots import count as snapshot_count
+from devdb.upgrade import KeptCopy, kept_copy
 
 
 def down(settings: Settings, console: render.Console) -> None:
@@ -40,6 +42,9 @@ def status(settings: Settings) -> dict:
         "volume": settings.volume_name,
         "image": settings.image,
     }
+    kept = kept_copy(settings)
+    if kept is not None:
+        result["kept_copy"] = describe_kept(kept)
     if state and state.running:
         try:
             result["server_version"] = login_probe(settings)()
@@ -47,6 +52,14 @@ def status(settings: Settings) -> dict:
         except (Transient, DevDbError) as exc:
             result["detail"] = str(exc)
     return result
+
+
+def describe_kept(kept: KeptCopy) -> str:
+    size = f", {human_size(kept.size_bytes)}" if kept.size_bytes is not None else ""
+    return (
+        f"{kept.volume} (PostgreSQL {kept.major}{size}) kept since the upgrade: "
+        "inv db-upgrade --rollback returns to it, --finish deletes it"
+    )
 
 
 def show_status(settings: Settings, as_json: bool, console: render.Console) -> None:

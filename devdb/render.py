@@ -97,6 +97,8 @@ def status_text(status: dict) -> str:
         ("volume", status["volume"]),
         ("image", status["image"]),
     ]
+    if status.get("kept_copy"):
+        rows.append(("old copy", status["kept_copy"]))
     if status.get("detail"):
         rows.append(("detail", status["detail"]))
     return key_values(rows)

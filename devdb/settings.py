@@ -171,7 +171,14 @@ def _data_volume(service: dict, config: ProjectConfig) -> str:
             continue
         if mount.get("type") == "volume" and mount.get("source"):
             declared = config.volumes.get(mount["source"]) or {}
-            return declared.get("name") or f"{config.project}_{mount['source']}"
+            name = declared.get("name") or f"{config.project}_{mount['source']}"
+            if name.startswith("_"):  # ${COMPOSE_PROJECT_NAME} came out empty
+                raise ConfigError(
+                    f"the data volume's name came out as {name!r}: this Compose does not pass "
+                    "the project name to the compose file; upgrade Compose (2.7 or later), or "
+                    "set COMPOSE_PROJECT_NAME in .env (as .env.example does)."
+                )
+            return name
         raise ConfigError(
             f"{DATA_DIR} is a {mount.get('type')} mount ({mount.get('source')}); the tasks "
             "(reset, backups, the version guard) need a named volume there, as docker-compose.yml has."

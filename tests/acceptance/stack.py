@@ -104,6 +104,13 @@ def remove_stack(project: str, env: dict[str, str]) -> None:
         ],
         env={**env, "COMPOSE_PROJECT_NAME": project},
     )
+    # What Compose does not know of: an upgrade's volumes and helper container (named after
+    # the project's volume), e.g. after a test that killed db-upgrade.
+    for kind, remove in (("ps", ["rm", "-f"]), ("volume", ["volume", "rm", "-f"])):
+        listing = ["ps", "-aq"] if kind == "ps" else ["volume", "ls", "-q"]
+        found = run(["docker", *listing, "--filter", f"name=^{project}_"]).stdout.split()
+        if found:
+            run(["docker", *remove, *found])
 
 
 def remove_leftovers() -> None:
@@ -145,6 +152,8 @@ class Stack:
             DEVDB_ENV_FILE=str(self.env_file),
             DEVDB_BACKUP_DIR=str(self.workdir / f"{self.label}-backups"),
         )
+        if "POSTGRES_IMAGE=" in self.env_text:  # the env file says, as a user's .env would
+            env.pop("POSTGRES_IMAGE", None)
         env.update(self.overrides)
         env.update(extra)
         return env

@@ -94,3 +94,14 @@ def test_every_task_documents_the_exit_codes():
     documented = [t for t in vars(tasks).values() if hasattr(t, "body")]
     assert len(documented) >= 9
     assert all("130 interrupted" in t.__doc__ for t in documented)
+
+
+@pytest.mark.parametrize(
+    ("image", "rollback", "finish"),
+    [(None, False, False), ("postgres:17-alpine", True, False), (None, True, True)],
+)
+def test_db_upgrade_takes_exactly_one_action(image, rollback, finish):
+    from devdb import upgrade
+
+    with pytest.raises(ConfigError, match="exactly one of --image"):
+        upgrade.task(None, image, rollback, finish, True, False, 60, None)

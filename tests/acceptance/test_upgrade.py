@@ -1,0 +1,222 @@
+"""db-upgrade 15 -> 17 on real servers: everything carried over and proven, the old data kept
+until --finish, --rollback exact, refusals and interruptions that leave 15 working."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+
+import psycopg
+import pytest
+
+from tests.acceptance import fingerprint as fp
+from tests.acceptance.stack import IMAGE, NEWER_IMAGE, ROOT, SEED_PASSWORD, SEED_USER, Stack, run
+
+CLUSTER = """
+CREATE ROLE app_owner LOGIN PASSWORD 'owner secret ü';
+CREATE ROLE app_reader LOGIN PASSWORD 'reader secret' CONNECTION LIMIT 7;
+CREATE DATABASE analytics OWNER app_owner;
+CREATE EXTENSION pg_trgm;
+CREATE SCHEMA app AUTHORIZATION app_owner;
+CREATE TABLE app.people (id bigserial PRIMARY KEY, name text NOT NULL, bio text);
+ALTER TABLE app.people OWNER TO app_owner;
+INSERT INTO app.people (name, bio)
+  SELECT 'Zoë ' || g, repeat('ünïcødé 🙂 ', g % 7) FROM generate_series(1, 2000) g;
+CREATE SEQUENCE app.tickets START 1000 INCREMENT 5;
+ALTER SEQUENCE app.tickets OWNER TO app_owner;
+SELECT nextval('app.tickets'), nextval('app.tickets');
+CREATE VIEW app.short_names AS SELECT id, name FROM app.people WHERE length(name) < 8;
+ALTER VIEW app.short_names OWNER TO app_owner;
+GRANT USAGE ON SCHEMA app TO app_reader;
+GRANT SELECT ON app.people, app.short_names TO app_reader;
+"""
+ANALYTICS = """
+CREATE TABLE events (at timestamptz DEFAULT now(), kind text, payload jsonb);
+INSERT INTO events (kind, payload) SELECT 'ßeen', jsonb_build_object('n', g) FROM generate_series(1, 500) g;
+"""
+
+
+def connect(
+    stack: Stack, user=SEED_USER, password=SEED_PASSWORD, dbname="ai_interviewer_db", **extra
+):
+    return psycopg.connect(host="127.0.0.1", port=stack.port, user=user, password=password,
+                           dbname=dbname, autocommit=True, connect_timeout=10, **extra)  # fmt: skip
+
+
+def state(stack: Stack) -> dict:
+    """Both databases' fingerprints (views compared by their rows: each version prints
+    definitions its own way) and the server's major version."""
+    found = {}
+    for dbname in ("ai_interviewer_db", "analytics"):
+        with connect(stack, dbname=dbname) as conn:
+            print_ = fp.fingerprint(conn)
+            print_["views"] = [row[:2] for row in print_["views"]]
+            print_["extensions"] = [row[0] for row in print_["extensions"]]
+            # PostgreSQL 17 added the MAINTAIN privilege (m): an owner's "all" reads arwdDxtm.
+            print_["privileges"] = [
+                (t, acl.replace("arwdDxtm", "arwdDxt")) for t, acl in print_["privileges"]
+            ]
+            if dbname == "ai_interviewer_db":
+                print_["view rows"] = conn.execute(
+                    "SELECT * FROM app.short_names ORDER BY id"
+                ).fetchall()
+            found[dbname] = print_
+    return found
+
+
+def assert_same(found: dict, expected: dict) -> None:
+    """Part by part, so that a failure names what differs."""
+    assert found.keys() == expected.keys()
+    for database, parts in expected.items():
+        for part, value in parts.items():
+            assert found[database][part] == value, (database, part)
+
+
+def major(stack: Stack) -> int:
+    with connect(stack) as conn:
+        return int(conn.execute("SHOW server_version_num").fetchone()[0]) // 10000
+
+
+def upgrade(stack: Stack, *args: str, **kwargs):
+    return stack.inv("db-upgrade", *args, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def newer_image() -> str:
+    assert run(["docker", "image", "inspect", NEWER_IMAGE]).returncode == 0, (
+        f"{NEWER_IMAGE} is missing: build it with scripts/build-offline-image.sh --major 17 "
+        "(or set DEVDB_TEST_NEWER_IMAGE)"
+    )
+    return NEWER_IMAGE
+
+
+@pytest.fixture
+def cluster(new_stack) -> Stack:
+    stack = new_stack("upgrade", env_text=f"POSTGRES_IMAGE={IMAGE}\n")
+    stack.up()
+    with connect(stack) as conn:
+        for statement in filter(str.strip, CLUSTER.split(";\n")):  # CREATE DATABASE: alone
+            conn.execute(statement)
+    with connect(stack, dbname="analytics") as conn:
+        conn.execute(ANALYTICS)
+    return stack
+
+
+def volumes(stack: Stack) -> list[str]:
+    done = run(["docker", "volume", "ls", "-q", "--filter", f"name={stack.project}"])
+    return sorted(done.stdout.split())
+
+
+def test_upgrade_carries_everything_then_rollback_then_finish(cluster, newer_image):
+    before = state(cluster)
+    done = upgrade(cluster, "--image", newer_image, "--yes")
+    assert done.returncode == 0, done.stderr
+    assert major(cluster) == 17
+    assert_same(state(cluster), before)
+    # Each role logs in with its old password, and sees what it was granted.
+    with connect(cluster, user="app_owner", password="owner secret ü") as conn:
+        assert conn.execute("SELECT count(*) FROM app.people").fetchone() == (2000,)
+    with connect(cluster, user="app_reader", password="reader secret") as conn:
+        assert conn.execute("SELECT count(*) FROM app.short_names").fetchone()[0] > 0
+        assert conn.execute(
+            "SELECT rolconnlimit FROM pg_roles WHERE rolname = 'app_reader'"
+        ).fetchone() == (7,)
+    # Plain Compose agrees: same image, same volume, and `up` keeps the running container.
+    config = json.loads(cluster.compose("config", "--format", "json").stdout)
+    assert config["services"]["postgres"]["image"] == newer_image
+    upgraded_volume = config["volumes"]["postgres_data"]["name"]
+    assert upgraded_volume == f"{cluster.volume}_pg17"
+    created = cluster.inspect()["Created"]
+    assert cluster.compose("up", "-d").returncode == 0
+    assert cluster.inspect()["Created"] == created
+    env_text = cluster.env_file.read_text()
+    assert f"POSTGRES_IMAGE={newer_image}" in env_text
+    # The old copy is kept and shown.
+    assert cluster.volume in volumes(cluster)
+    status = cluster.inv("db-status")
+    assert cluster.volume in status.stdout, status.stdout
+    assert "--finish" in status.stdout
+    doctor = cluster.inv("doctor")
+    assert cluster.volume in doctor.stdout
+    # Changes after the upgrade, then rollback: exactly the old data on the old image.
+    with connect(cluster) as conn:
+        conn.execute("INSERT INTO app.people (name) VALUES ('only in 17')")
+    done = upgrade(cluster, "--rollback", "--yes")
+    assert done.returncode == 0, done.stderr
+    assert major(cluster) == 15
+    assert_same(state(cluster), before)
+    assert upgraded_volume not in volumes(cluster)
+    assert (
+        json.loads(cluster.compose("config", "--format", "json").stdout)["services"]["postgres"][
+            "image"
+        ]
+        == IMAGE
+    )
+    # Upgrade again, then finish: the old copy goes.
+    assert upgrade(cluster, "--image", newer_image, "--yes").returncode == 0
+    done = upgrade(cluster, "--finish", "--yes")
+    assert done.returncode == 0, done.stderr
+    assert volumes(cluster) == [upgraded_volume]
+    assert_same(state(cluster), before)
+    assert "--finish" not in cluster.inv("db-status").stdout
+    assert upgrade(cluster, "--rollback", "--yes").returncode == 2  # nothing to return to
+
+
+def test_refusals_change_nothing(cluster, newer_image):
+    before = state(cluster)
+    cases = {
+        "same major": (IMAGE, "not newer"),
+        "missing image": ("ai-interviewer/no-such-postgres:99", "could not be pulled"),
+        "no flag": (None, "exactly one of"),
+    }
+    for name, (image, words) in cases.items():
+        args = ("--image", image, "--yes") if image else ("--yes",)
+        done = upgrade(cluster, *args)
+        assert done.returncode == 2, (name, done.stderr)
+        assert words in done.stderr, (name, done.stderr)
+        assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    done = upgrade(cluster, "--image", newer_image)  # no terminal, no --yes
+    assert done.returncode == 2
+    assert "--yes" in done.stderr
+    with connect(cluster, application_name="backend-under-test") as client:
+        done = upgrade(cluster, "--image", newer_image, "--yes")
+        assert done.returncode == 2
+        assert "backend-under-test" in done.stderr
+        assert client.execute("SELECT 1").fetchone() == (1,)
+    assert volumes(cluster) == [cluster.volume]
+    assert major(cluster) == 15
+    assert_same(state(cluster), before)
+
+
+def test_an_older_major_is_refused_after_an_upgrade(cluster, newer_image):
+    assert upgrade(cluster, "--image", newer_image, "--yes").returncode == 0
+    done = upgrade(cluster, "--image", IMAGE, "--yes")
+    assert done.returncode == 2
+    assert "not newer" in done.stderr
+
+
+def test_an_upgrade_killed_during_the_copy_leaves_15_working_and_runs_again(cluster, newer_image):
+    before = state(cluster)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "invoke", "db-upgrade", "--image", newer_image, "--yes"],
+        cwd=ROOT, env=cluster.env(DEVDB_FAILPOINT="upgrade-copied"),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    said = ""
+    while "failpoint upgrade-copied" not in said:
+        line = process.stdout.readline()
+        assert line, f"ended before the failpoint: {said} {process.stderr.read()}"
+        said += line
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+    assert major(cluster) == 15
+    assert_same(state(cluster), before)
+    cluster.inv("db-down")
+    cluster.up()  # inv db-up still runs 15 on the old data
+    assert major(cluster) == 15
+    done = upgrade(cluster, "--image", newer_image, "--yes")  # starts over cleanly
+    assert done.returncode == 0, done.stderr
+    assert_same(state(cluster), before)
+    assert sorted(volumes(cluster)) == sorted([cluster.volume, f"{cluster.volume}_pg17"])
