@@ -1,8 +1,8 @@
 """Test sessions. `nox` runs lint, unit and acceptance (the README's test command and CI's).
 
 `nox -s acceptance -- -k persistence` passes pytest arguments through; `nox -R` reuses the
-environments without reinstalling (nox's own flag). `nox -s bench` and `nox -s bench-backup`
-run the benchmarks (not part of the default run). What each session installs is declared once:
+environments without reinstalling (nox's own flag). `nox -s bench`, `nox -s bench-backup` and
+`nox -s bench-upgrade` run the benchmarks (not part of the default run). What each session installs is declared once:
 requirements.txt for the tasks, the dependency groups of pyproject.toml for the test tools.
 """
 
@@ -69,9 +69,16 @@ def bench(session: nox.Session) -> None:
 
 @nox.session(name="bench-backup")
 def bench_backup(session: nox.Session) -> None:
-    """Time and peak memory of db-backup / db-restore at about 20 MB and 200 MB."""
+    """Time and peak memory of db-backup / db-restore per dump format, at 20 MB and 200 MB."""
     install(session)
     session.run("python", "scripts/bench_backup.py", *session.posargs)
+
+
+@nox.session(name="bench-upgrade")
+def bench_upgrade(session: nox.Session) -> None:
+    """Time and peak memory of db-upgrade 15 -> 17 at about 20 MB and 200 MB."""
+    install(session)
+    session.run("python", "scripts/bench_upgrade.py", *session.posargs)
 
 
 def _docker_answers() -> bool:

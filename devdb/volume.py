@@ -129,12 +129,18 @@ def mismatch(settings: Settings, facts: VolumeFacts, made_by: int | None) -> str
     """Why data of PostgreSQL `made_by` cannot run under this image, or None."""
     if made_by is None or facts.image_major is None or made_by == facts.image_major:
         return None
+    way = (
+        f"set POSTGRES_IMAGE back to a {made_by} image, inv db-up, then inv db-upgrade --image "
+        f"{settings.image} (it moves the data and keeps the old until --finish)"
+        if made_by < facts.image_major
+        else f"set POSTGRES_IMAGE back to a {made_by} image (or inv db-upgrade --rollback after "
+        f"an upgrade); to move the data down instead: with the {made_by} image, inv db-backup "
+        "--format plain, inv db-reset, switch POSTGRES_IMAGE, inv db-up, inv db-restore"
+    )
     return (
         f"the volume {settings.volume_name} holds PostgreSQL {made_by} data but "
-        f"{settings.image} runs PostgreSQL {facts.image_major}, which cannot open it. Either set "
-        f"POSTGRES_IMAGE back to a {made_by} image, or move the data: with the {made_by} image "
-        "running, inv db-backup (or pg_dump); then inv db-reset; then switch POSTGRES_IMAGE, "
-        "inv db-up and inv db-restore."
+        f"{settings.image} runs PostgreSQL {facts.image_major}, which cannot open it. To go on, "
+        f"{way}."
     )
 
 

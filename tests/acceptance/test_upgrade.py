@@ -4,9 +4,11 @@ until --finish, --rollback exact, refusals and interruptions that leave 15 worki
 from __future__ import annotations
 
 import json
+import secrets
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 
 import psycopg
 import pytest
@@ -92,6 +94,22 @@ def newer_image() -> str:
     return NEWER_IMAGE
 
 
+@pytest.fixture(scope="module")
+def new_layout_image() -> Iterator[str]:
+    """An image that keeps its data where PostgreSQL 18's official images do (made here by
+    `docker commit`, no registry): what matters is its PGDATA, the one thing we look at."""
+    tag = f"devdb-test-new-layout:{secrets.token_hex(3)}"
+    made = run(["docker", "create", IMAGE])
+    assert made.returncode == 0, made.stderr
+    container = made.stdout.strip()
+    done = run(["docker", "commit", "--change", "ENV PG_MAJOR=18",
+                "--change", "ENV PGDATA=/var/lib/postgresql/18/docker", container, tag])  # fmt: skip
+    run(["docker", "rm", container])
+    assert done.returncode == 0, done.stderr
+    yield tag
+    run(["docker", "rmi", tag])
+
+
 @pytest.fixture
 def cluster(new_stack) -> Stack:
     stack = new_stack("upgrade", env_text=f"POSTGRES_IMAGE={IMAGE}\n")
@@ -164,9 +182,10 @@ def test_upgrade_carries_everything_then_rollback_then_finish(cluster, newer_ima
     assert upgrade(cluster, "--rollback", "--yes").returncode == 2  # nothing to return to
 
 
-def test_refusals_change_nothing(cluster, newer_image):
+def test_refusals_change_nothing(cluster, newer_image, new_layout_image):
     before = state(cluster)
     cases = {
+        "new data path": (new_layout_image, "keeps its data in /var/lib/postgresql/18/docker"),
         "same major": (IMAGE, "not newer"),
         "missing image": ("ai-interviewer/no-such-postgres:99", "could not be pulled"),
         "no flag": (None, "exactly one of"),

@@ -26,6 +26,15 @@ def test_volume_of_another_major_version_is_refused_with_dump_and_restore(make_s
     volume.ensure_compatible(make_settings(), volume.VolumeFacts(True, str(tmp_path), 16))
 
 
+def test_older_data_under_a_newer_image_points_to_db_upgrade(make_settings, tmp_path):
+    (tmp_path / "PG_VERSION").write_text("15\n")
+    facts = volume.VolumeFacts(True, str(tmp_path), 17)
+    with pytest.raises(
+        ConfigError, match=r"back to a 15 image, inv db-up, then inv db-upgrade --image"
+    ):
+        volume.ensure_compatible(make_settings(), facts)
+
+
 def test_new_volume_and_unknown_image_pass(make_settings, tmp_path):
     volume.ensure_compatible(make_settings(), volume.VolumeFacts(False, None, 15))
     volume.ensure_compatible(make_settings(), volume.VolumeFacts(True, str(tmp_path), None))
