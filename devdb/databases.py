@@ -133,6 +133,27 @@ def clean_leftovers(conn: psycopg.Connection) -> None:
         execute(conn, "DROP DATABASE IF EXISTS {} WITH (FORCE)", database)
 
 
+def clean_later(settings: Settings) -> None:
+    """Drop the leftovers in the background (a drop right after a big load waits for a
+    checkpoint: 0.6 s at 220 MB): the task is done once its database is in place. The process
+    takes the project lock like every task that makes copies; killed, it leaves the work to the
+    next task."""
+    import subprocess
+    import sys
+
+    subprocess.Popen(
+        [sys.executable, "-m", "devdb.databases", "clean"],
+        cwd=settings.root, env={**settings.invocation.environ, "PYTHONPATH": str(settings.root)},
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )  # fmt: skip
+
+
+def _clean_under_lock(settings: Settings) -> None:
+    with Compose(settings).exclusive(), maintenance(settings, "devdb-clean") as conn:
+        clean_leftovers(conn)
+
+
 # Space -------------------------------------------------------------------------------------
 
 
@@ -238,3 +259,12 @@ def failpoint(name: str) -> None:
     if os.environ.get(FAILPOINT_VARIABLE) == name:
         print(f"failpoint {name}: pausing", flush=True)
         time.sleep(FAILPOINT_PAUSE_SECONDS)
+
+
+if __name__ == "__main__":  # `python -m devdb.databases clean`, started by clean_later
+    import sys
+
+    from devdb.settings import load_settings
+
+    if sys.argv[1:] == ["clean"]:
+        _clean_under_lock(load_settings())

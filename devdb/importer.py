@@ -114,9 +114,11 @@ def _load_and_swap(
         try:
             report = _load(compose, settings, dump, where, work, listing)
             databases.swap_in(conn, settings.database, work, terminate)
-        finally:
+        except BaseException:
             databases.clean_leftovers(conn)
-        return Loaded(time.monotonic() - started, report)
+            raise
+    databases.clean_later(settings)  # the replaced database: dropped after we return
+    return Loaded(time.monotonic() - started, report)
 
 
 # Checks ------------------------------------------------------------------------------------

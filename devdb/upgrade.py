@@ -325,11 +325,14 @@ def _copy(settings: Settings, plan: Plan) -> None:
     )
     env = {**os.environ, "PGPASSWORD": settings.password}
     with tempfile.TemporaryFile() as errors:
-        done = subprocess.run(
-            ["docker", "exec", "-e", "PGPASSWORD", plan.helper, "sh", "-c", script, "sh",
-             settings.container_name, settings.user],
-            env=env, stdout=subprocess.DEVNULL, stderr=errors, check=False,
-        )  # fmt: skip
+        with cli_found("docker"):
+            copying = subprocess.Popen(
+                ["docker", "exec", "-e", "PGPASSWORD", plan.helper, "sh", "-c", script, "sh",
+                 settings.container_name, settings.user],
+                env=env, stdout=subprocess.DEVNULL, stderr=errors,
+            )  # fmt: skip
+        databases.failpoint("upgrade-copying")  # tests: killed here, the copy still running
+        code = copying.wait()
         errors.seek(0)
         text = errors.read().decode(errors="replace")
     status = docker("exec", plan.helper, "cat", STATUS_FILE).strip()
@@ -342,7 +345,7 @@ def _copy(settings: Settings, plan: Plan) -> None:
     fatal = [f for f in report.fatal if f.message != f'role "{settings.user}" already exists'] + [
         load_errors.Failure(0, "", f"role {role} (missing)") for role in report.owners_mapped
     ]
-    if done.returncode != 0 or fatal:
+    if code != 0 or fatal:
         first = fatal[0].describe() if fatal else _first_lines(text)
         raise UpgradeError(
             f"the copy into PostgreSQL {plan.new_major} failed at {first}; the old data is in "

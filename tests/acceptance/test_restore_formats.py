@@ -393,7 +393,9 @@ def test_a_restore_killed_at_the_swap_leaves_the_database_as_it_was(stack, tmp_p
     )
     done = stack.inv("db-restore", str(dump), "--yes", "--no-safety-backup")
     assert done.returncode == 0, done.stderr  # and the next restore works, leftovers gone
-    assert work_copies(stack) == []
+    assert (
+        wait_until(lambda: work_copies(stack), lambda found: found == [], what="no copy left") == []
+    )
 
 
 def test_a_restore_interrupted_during_the_load_changes_nothing(stack, tmp_path):

@@ -216,15 +216,20 @@ def test_an_older_major_is_refused_after_an_upgrade(cluster, newer_image):
     assert "not newer" in done.stderr
 
 
-def test_an_upgrade_killed_during_the_copy_leaves_15_working_and_runs_again(cluster, newer_image):
+@pytest.mark.parametrize("moment", ["upgrade-copying", "upgrade-copied"])
+def test_an_upgrade_killed_during_the_copy_leaves_15_working_and_runs_again(
+    cluster, newer_image, moment
+):
+    """Killed while pg_dumpall | psql runs in the new server's container (which goes on
+    copying, orphaned), or after the copy and before the proof."""
     before = state(cluster)
     process = subprocess.Popen(
         [sys.executable, "-m", "invoke", "db-upgrade", "--image", newer_image, "--yes"],
-        cwd=ROOT, env=cluster.env(DEVDB_FAILPOINT="upgrade-copied"),
+        cwd=ROOT, env=cluster.env(DEVDB_FAILPOINT=moment),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     said = ""
-    while "failpoint upgrade-copied" not in said:
+    while f"failpoint {moment}" not in said:
         line = process.stdout.readline()
         assert line, f"ended before the failpoint: {said} {process.stderr.read()}"
         said += line
