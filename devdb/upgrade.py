@@ -117,11 +117,14 @@ def upgrade_task(
         _create_volume(settings, plan)
         try:
             _start_helper(settings, plan)
+            phases = {"new server started": time.monotonic() - started}
             console.progress(f"copying into PostgreSQL {plan.new_major}...")
             _copy(settings, plan)
+            phases["copied"] = time.monotonic() - started
             databases.failpoint("upgrade-copied")
             console.progress("comparing every database, old against new...")
             _prove_equal(settings, compose, plan)
+            phases["proven equal"] = time.monotonic() - started
         except BaseException:
             _remove_half_made(plan)
             raise
@@ -130,8 +133,9 @@ def upgrade_task(
         _record(settings, {IMAGE: plan.image, VOLUME_VARIABLE: plan.new_volume})
     _start(settings, timeout, console)
     seconds = time.monotonic() - started
+    steps = ", ".join(f"{name} at {at:.1f} s" for name, at in phases.items())
     console.line(
-        f"Upgraded to PostgreSQL {plan.new_major} in {seconds:.1f} s. The PostgreSQL "
+        f"Upgraded to PostgreSQL {plan.new_major} in {seconds:.1f} s ({steps}). The PostgreSQL "
         f"{plan.old_major} data stays in {settings.volume_name}: inv db-upgrade --rollback "
         "returns to it, inv db-upgrade --finish removes it."
     )

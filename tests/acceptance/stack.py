@@ -231,6 +231,14 @@ class Stack:
             return cursor.fetchall() if cursor.description else []
 
 
+def seeded(stack: Stack, sql: str) -> Stack:
+    """The stack started, with `sql` run in its database."""
+    stack.up()
+    with stack.connect() as conn:
+        conn.execute(sql)
+    return stack
+
+
 def connect_local(port: int, user: str, password: str, dbname: str) -> psycopg.Connection:
     """A connection to a server published on 127.0.0.1:`port` (autocommit)."""
     return psycopg.connect(

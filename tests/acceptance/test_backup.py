@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.acceptance.stack import Stack
+from tests.acceptance.stack import Stack, seeded
 
 SCHEMA = """
 CREATE TABLE people (id serial PRIMARY KEY, name text NOT NULL, profile jsonb);
@@ -34,11 +34,7 @@ def fingerprint(stack: Stack) -> dict[str, list]:
 
 @pytest.fixture(scope="module")
 def stack(module_stack) -> Stack:
-    stack = module_stack("backup")
-    stack.up()
-    with stack.connect() as conn:
-        conn.execute(SCHEMA)
-    return stack
+    return seeded(module_stack("backup"), SCHEMA)
 
 
 def backup(stack: Stack, path) -> str:

@@ -20,7 +20,7 @@ import psycopg
 import pytest
 
 from tests.acceptance import fingerprint as fp
-from tests.acceptance.stack import NEWER_IMAGE, ROOT, SEED_USER, Stack, run
+from tests.acceptance.stack import NEWER_IMAGE, ROOT, SEED_USER, Stack, run, seeded
 from tests.acceptance.waiting import wait_until
 
 SCHEMA = """
@@ -42,11 +42,7 @@ SELECT nextval('shop.tickets'), nextval('shop.tickets');
 
 @pytest.fixture(scope="module")
 def stack(module_stack) -> Stack:
-    stack = module_stack("formats")
-    stack.up()
-    with stack.connect() as conn:
-        conn.execute(SCHEMA)
-    return stack
+    return seeded(module_stack("formats"), SCHEMA)
 
 
 def fingerprint(stack: Stack) -> dict:
