@@ -26,7 +26,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager, suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
@@ -64,7 +64,6 @@ NOTHING_CHANGED = "the database is unchanged"
 class Loaded:
     seconds: float
     report: load_errors.LoadReport
-    owners_mapped: Counter = field(default_factory=Counter)
 
 
 def restore_task(
@@ -89,8 +88,8 @@ def restore_task(
             saved = backup(settings)
             console.line(f"Safety backup of the current data: {saved.path}")
         loaded = _load_and_swap(compose, settings, dump, where, listing, terminate)
-    loaded.owners_mapped = missing_owners or loaded.report.owners_mapped
-    loaded.report.owners_mapped = loaded.owners_mapped
+    if dump.is_archive:  # pg_restore --no-owner made them ours; its list says whose they were
+        loaded.report.owners_mapped = missing_owners
     console.line(f"Restored {dump.path} into {settings.database} in {loaded.seconds:.2f} s.")
     for note in loaded.report.notes(settings.user):
         console.line(note)
