@@ -6,7 +6,7 @@ import sys
 from collections.abc import Callable
 
 from devdb import render
-from devdb.compose import Compose
+from devdb.compose import Compose, docker
 from devdb.confirm import confirm
 from devdb.errors import ConfigError, DevDbError, NotReady
 from devdb.readiness import Transient, login_probe
@@ -103,15 +103,26 @@ def reset(
     """Remove this project's container and volume (and so its snapshots), after asking."""
     held = snapshot_count(settings)
     snapshots = "any snapshots in it" if held is None else f"its {held} snapshot(s)"
+    # The old data an upgrade keeps is found through the volume's labels: once the volume is
+    # gone it could not be found again, so it goes too (and is named here).
+    kept = kept_copy(settings, with_size=False)
+    also = (
+        f", and the PostgreSQL {kept.major} data kept since the upgrade ({kept.volume})"
+        if kept
+        else ""
+    )
     console.line(
         f"This destroys the container {settings.container_name} and the volume "
         f"{settings.volume_name}: every table and row of database {settings.database}, "
-        f"and {snapshots}."
+        f"and {snapshots}{also}."
     )
     confirm("Type 'yes' to destroy it: ", yes, ask)
     compose = Compose(settings)
     with compose.exclusive():
         compose.run("down", "--volumes")
+        if kept:
+            docker("volume", "rm", kept.volume)
+    removed = f"{settings.volume_name}" + (f" and {kept.volume}" if kept else "")
     console.line(
-        f"Removed {settings.container_name} and {settings.volume_name}; inv db-up starts an empty database."
+        f"Removed {settings.container_name} and {removed}; inv db-up starts an empty database."
     )

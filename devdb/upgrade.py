@@ -464,9 +464,12 @@ def _start(settings: Settings, timeout: float, console: Console) -> None:
 
 def _volume_labels(name: str) -> dict[str, str] | None:
     """The volume's labels ({} without any), or None when there is no such volume."""
-    done = subprocess.run(
-        ["docker", "volume", "inspect", name], capture_output=True, text=True, check=False
-    )
+    try:
+        done = subprocess.run(
+            ["docker", "volume", "inspect", name], capture_output=True, text=True, check=False
+        )
+    except FileNotFoundError:  # no Docker CLI: no volume to speak of
+        return None
     if done.returncode != 0:
         return None
     return json.loads(done.stdout)[0].get("Labels") or {}

@@ -209,11 +209,16 @@ def test_refusals_change_nothing(cluster, newer_image, new_layout_image):
     assert_same(state(cluster), before)
 
 
-def test_an_older_major_is_refused_after_an_upgrade(cluster, newer_image):
+def test_an_older_major_is_refused_then_reset_removes_both_copies(cluster, newer_image):
     assert upgrade(cluster, "--image", newer_image, "--yes").returncode == 0
     done = upgrade(cluster, "--image", IMAGE, "--yes")
     assert done.returncode == 2
     assert "not newer" in done.stderr
+    # db-reset names the kept old data and removes it with the rest (found by labels only).
+    done = cluster.inv("db-reset", "--yes")
+    assert done.returncode == 0, done.stderr
+    assert f"kept since the upgrade ({cluster.volume})" in done.stdout
+    assert volumes(cluster) == []
 
 
 @pytest.mark.parametrize("moment", ["upgrade-copying", "upgrade-copied"])

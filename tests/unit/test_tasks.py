@@ -83,6 +83,7 @@ def test_reset_on_a_terminal_needs_the_word_yes(make_settings, monkeypatch):
     monkeypatch.setattr("sys.stdin", Tty(""))
     monkeypatch.setattr(lifecycle, "Compose", None)
     monkeypatch.setattr(lifecycle, "snapshot_count", lambda settings: 2)
+    monkeypatch.setattr(lifecycle, "kept_copy", lambda settings, with_size: None)
     out = io.StringIO()
     with pytest.raises(ConfigError, match="not confirmed"):
         lifecycle.reset(make_settings(), False, Console(out, io.StringIO()), ask=lambda _: "y")
