@@ -104,7 +104,7 @@ def new_layout_image() -> Iterator[str]:
     container = made.stdout.strip()
     done = run(["docker", "commit", "--change", "ENV PG_MAJOR=18",
                 "--change", "ENV PGDATA=/var/lib/postgresql/18/docker", container, tag])  # fmt: skip
-    run(["docker", "rm", container])
+    run(["docker", "rm", "-v", container])  # with its anonymous data volume
     assert done.returncode == 0, done.stderr
     yield tag
     run(["docker", "rmi", tag])
