@@ -310,7 +310,7 @@ def _decompressed_head(path: Path, compression: str) -> bytes:
 
 
 @contextmanager
-def uncompressed(path: Path, compression: str | None) -> Iterator[BinaryIO]:
+def uncompressed(path: Path, compression: str | None) -> Iterator[BinaryIO | _Checked]:
     """The dump's bytes, uncompressed, as a stream; DumpDamaged when the stream is cut short."""
     if compression == "zstd" and not _python_zstd():
         with _zstd_tool(path) as stream:
@@ -323,13 +323,24 @@ def uncompressed(path: Path, compression: str | None) -> Iterator[BinaryIO]:
         "bzip2": bz2.open,
         "zstd": _python_zstd(),
     }[compression]
-    try:
-        with opener(path, "rb") as stream:
-            yield stream
-    except (EOFError, OSError, lzma.LZMAError, zlib.error) as exc:
-        if isinstance(exc, FileNotFoundError):
-            raise
-        raise DumpDamaged(f"the {compression} stream is truncated or damaged ({exc})") from None
+    with opener(path, "rb") as stream:
+        yield _Checked(stream, compression)
+
+
+class _Checked:
+    """Reads from a decompressing stream; its errors, and only its (not those of the code that
+    uses what was read, a broken pipe say), mean the dump is damaged."""
+
+    def __init__(self, stream: BinaryIO, compression: str | None) -> None:
+        self._stream, self._compression = stream, compression
+
+    def read(self, size: int = -1) -> bytes:
+        try:
+            return self._stream.read(size)
+        except (EOFError, OSError, lzma.LZMAError, zlib.error) as exc:
+            raise DumpDamaged(
+                f"the {self._compression} stream is truncated or damaged ({exc})"
+            ) from None
 
 
 def _python_zstd() -> Callable[..., BinaryIO] | None:

@@ -204,3 +204,24 @@ def test_what_is_compressed_reads_back(tmp_path, compression):
         stream.write(PLAIN)
     with dumps.uncompressed(path, compression) as stream:
         assert stream.read() == PLAIN
+
+
+def test_a_broken_pipe_while_reading_is_not_damage(tmp_path):
+    """The code that uses the bytes may fail (a reader that stopped): that is not the dump's
+    fault, and must not be reported as a damaged stream."""
+    path = tmp_path / "x.gz"
+    path.write_bytes(gzip.compress(PLAIN))
+
+    def use_then_fail() -> None:
+        with dumps.uncompressed(path, "gzip") as stream:
+            stream.read(10)
+            raise BrokenPipeError
+
+    with pytest.raises(BrokenPipeError):
+        use_then_fail()
+
+
+def test_a_cut_stream_is_damage_when_read(tmp_path):
+    cut = write(tmp_path, "cut.gz", gzip.compress(PLAIN * 50)[:40])
+    with dumps.uncompressed(cut, "gzip") as stream, pytest.raises(dumps.DumpDamaged):
+        stream.read()
