@@ -22,7 +22,7 @@ from devdb import dumps
 from devdb.compose import Compose
 from devdb.errors import ConfigError, DevDbError
 from devdb.files import private_file
-from devdb.render import human_size
+from devdb.render import brief, human_size
 from devdb.settings import Settings
 
 if TYPE_CHECKING:
@@ -123,7 +123,7 @@ def _dump_into(
         errors.seek(0)
         text = errors.read().decode(errors="replace")
     if code != 0:
-        raise BackupError(f"pg_dump failed: {_stderr_summary(text)}")
+        raise BackupError(f"pg_dump failed: {brief(text, STDERR_LINES_SHOWN)}")
 
 
 def _verify(written: Path, chosen: str, compression: str | None) -> None:
@@ -148,11 +148,6 @@ def _next_free_name(path: Path) -> Path:
     while path.with_name(f"{base}-{number}{suffix}").exists():
         number += 1
     return path.with_name(f"{base}-{number}{suffix}")
-
-
-def _stderr_summary(text: str) -> str:
-    lines = [line for line in text.strip().splitlines() if line.strip()]
-    return " | ".join(lines[-STDERR_LINES_SHOWN:]) or "(no message)"
 
 
 def backup_task(

@@ -135,14 +135,19 @@ def clean_leftovers(conn: psycopg.Connection) -> None:
 
 def clean_later(settings: Settings) -> None:
     """Drop the leftovers in the background (a drop right after a big load waits for a
-    checkpoint: 0.6 s at 220 MB): the task is done once its database is in place. The process
-    takes the project lock like every task that makes copies; killed, it leaves the work to the
-    next task."""
+    checkpoint: 0.6 s at 220 MB): the task is done once its database is in place."""
+    in_background(settings, "devdb.databases", "clean")
+
+
+def in_background(settings: Settings, module: str, *args: str) -> None:
+    """`python -m module args` detached, with the task's folder and environment. Such a process
+    takes the project lock like every task that makes copies; killed or failed, it only leaves
+    work for the next task."""
     import subprocess
     import sys
 
     subprocess.Popen(
-        [sys.executable, "-m", "devdb.databases", "clean"],
+        [sys.executable, "-m", module, *args],
         cwd=settings.root, env={**settings.invocation.environ, "PYTHONPATH": str(settings.root)},
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         start_new_session=True,
@@ -195,7 +200,7 @@ def others_on(conn: psycopg.Connection, database: str) -> list[tuple]:
         "coalesce(host(client_addr), 'local socket'), usename FROM pg_stat_activity "
         "WHERE datname = %s AND pid <> pg_backend_pid() "
         # Not clients: autovacuum (the server ends it itself) and the healthcheck's pg_isready,
-        # whose connection lasts milliseconds (the retry below outwaits it).
+        # whose connection lasts milliseconds (the retries of alone_on outwait it).
         "AND backend_type <> 'autovacuum worker' AND application_name <> 'pg_isready'",
         [database],
     ).fetchall()

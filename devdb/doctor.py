@@ -242,13 +242,11 @@ def volume_findings(settings: Settings) -> list[Finding]:
         )
     else:
         findings.append(Finding("volume", OK, f"{settings.volume_name} not created yet"))
-    from devdb.lifecycle import describe_kept
-    from devdb.upgrade import kept_copy
+    from devdb.upgrade import KEPT_FIX, kept_copy
 
     kept = kept_copy(settings)
     if kept is not None:
-        detail, fix = describe_kept(kept).split(": ", 1)
-        findings.append(Finding("old copy", OK, detail, fix))
+        findings.append(Finding("old copy", OK, kept.detail(), KEPT_FIX))
     warning = volume.layout_warning(facts)
     if warning:
         findings.append(Finding("data mount", WARNING, warning, "see the image's release notes"))

@@ -83,3 +83,29 @@ def env_init(target: Path, force: bool, example: Path = EXAMPLE) -> EnvInitResul
         os.chmod(backup, PRIVATE_FILE_MODE)
     write_private(target, with_password(example.read_text(encoding="utf-8"), generate_password()))
     return EnvInitResult(target, backup)
+
+
+def refuse_overridden(values: dict[str, str], path: Path, then: str) -> None:
+    """A variable set in the environment wins over the env file: Compose would not see what we
+    write, so refuse (naming it) before writing anything."""
+    for name, value in values.items():
+        if os.environ.get(name) not in (None, value):
+            raise ConfigError(
+                f"{name}={os.environ[name]!r} is set in the environment, which wins over {path}; "
+                f"unset it (or set it to {value!r}) and {then}."
+            )
+
+
+def record(path: Path, values: dict[str, str], header: str, then: str) -> None:
+    """Set `values` in the env file Compose and the tasks read: python-dotenv writes each line
+    (its quoting is right for these plain values), every other line stays, the mode is kept;
+    a missing file is made private with `header`."""
+    from dotenv import set_key
+
+    refuse_overridden(values, path, then)
+    if not path.exists():
+        write_private(path, header)
+    mode = path.stat().st_mode & 0o777
+    for name, value in values.items():
+        set_key(path, name, value, quote_mode="never")
+    os.chmod(path, mode)  # set_key replaces the file, with the umask's mode

@@ -4,15 +4,16 @@ The dump is recognised from its content (dumps.py), checked, and loaded into a n
 database beside the configured one (same owner, encoding and locale); only when the load is
 complete and clean does that database take the configured one's name, in one transaction
 (databases.swap_in). A failure, a damaged or truncated dump, Ctrl-C or a killed process
-therefore leave the configured database exactly as it was: what was built is a `devdb_work_*`
-leftover, dropped by the next task.
+therefore leave the configured database exactly as it was: what was built is dropped on the
+way out (after a kill, by the next task that makes copies).
 
-Every format goes through psql: archives are turned into their SQL script by the container's
-own pg_restore (`-f -`, owners left out) and piped on. psql runs the script as one transaction
-with ON_ERROR_ROLLBACK, so a statement that names a role missing here (an owner, a grant) or a
-setting this server does not know is undone alone; load_errors then decides what may be left
-out (and it is reported) and what is a real error (the restore stops, the server's own message
-and the line are shown). Data never passes through Python unless it must be decompressed.
+An archive goes straight into the new database through the container's pg_restore (its fast
+path, owners and privileges left out); then its privilege entries, and a plain dump whole, go
+through psql as one transaction with ON_ERROR_ROLLBACK, so a statement that names a role
+missing here (an owner, a grant) or a setting this server does not know is undone alone;
+load_errors then decides what may be left out (and it is reported) and what is a real error
+(the restore stops, the server's own message and the line are shown). Data never passes
+through Python unless it must be decompressed.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from devdb.backup import BackupError, backup
 from devdb.compose import Compose
 from devdb.confirm import confirm
 from devdb.errors import ConfigError
+from devdb.render import brief
 from devdb.settings import SERVICE, Settings
 
 if TYPE_CHECKING:
@@ -54,9 +56,6 @@ OWNED_KINDS = (
     "EVENT TRIGGER ", "FOREIGN DATA WRAPPER ", "SERVER ",
 )  # fmt: skip
 NOT_OWNED = ("TABLE DATA ", "SEQUENCE SET ", "SEQUENCE OWNED BY ")
-PG_RESTORE_TO_SCRIPT = (
-    "pg_restore", "--no-owner", "--no-tablespaces", "--no-security-labels", "--file=-",
-)  # fmt: skip
 NOTHING_CHANGED = "the database is unchanged"
 
 
@@ -127,28 +126,22 @@ def _check_archive(compose: Compose, dump: dumps.Dump, where: str | None) -> str
     """pg_restore --list must read the archive; returns the list (its table of contents)."""
     if dump.kind == "tar" and dump.compression is None:
         dumps.check_tar_complete(dump.path)
-    with ExitStack() as stack:
-        listing, errors = (stack.enter_context(tempfile.TemporaryFile()) for _ in range(2))
-        feed = _Feed(dump)
-        process = compose.exec_process(
-            "pg_restore", "--list", *_location(where),
-            stdin=feed.stdin, stdout=listing, stderr=errors,
-        )  # fmt: skip
-        feed.start(process.stdin)
-        code = process.wait()
-        feed.join()
+    with tempfile.TemporaryFile() as listing:
+        code, errors, _ = _run_fed(
+            compose, dump, ("pg_restore", "--list", *_location(where)), listing
+        )
         listing.seek(0)
-        errors.seek(0)
-        text, problem = listing.read().decode(errors="replace"), _last_lines(errors)
+        text = listing.read().decode(errors="replace")
     if code != 0:
-        raise ConfigError(_unreadable(compose, dump, problem))
+        raise ConfigError(_unreadable(compose, dump, brief(errors)))
     return text
 
 
 def _unreadable(compose: Compose, dump: dumps.Dump, problem: str) -> str:
     if "unsupported version" in problem:
-        version = compose.run("exec", "-T", SERVICE, "pg_restore", "--version")
-        ours = (re.search(r"\d+(\.\d+)+", version) or re.search(r".+", version)).group(0)
+        version = compose.run("exec", "-T", SERVICE, "pg_restore", "--version").strip()
+        number = re.search(r"\d+(\.\d+)+", version)
+        ours = number.group(0) if number else version
         made = dump.dumped_by or "a newer version"
         major = dump.dumped_by_major
         way_out = (
@@ -217,27 +210,34 @@ def _is_privilege_entry(line: str) -> bool:
 def _restore_archive(
     compose: Compose, settings: Settings, dump: dumps.Dump, where: str | None, database: str
 ) -> None:
-    with tempfile.TemporaryFile() as errors:
-        feed = _Feed(dump)
-        process = compose.exec_process(
-            *PG_RESTORE_INTO, "-U", settings.user, "-d", database, *_location(where),
-            stdin=feed.stdin, stdout=subprocess.DEVNULL, stderr=errors,
-        )  # fmt: skip
-        feed.start(process.stdin)
-        try:
-            code = process.wait()
-        finally:
-            _stop(process)
-            feed.join()
-        text = _last_lines(errors, everything=True)
-    if feed.damage:
-        raise ConfigError(f"{dump.path}: {feed.damage}; {NOTHING_CHANGED}.")
+    command = (*PG_RESTORE_INTO, "-U", settings.user, "-d", database, *_location(where))
+    code, text, feed = _run_fed(compose, dump, command)
+    feed.check()
     if code != 0 and "could not execute query" in text:
         raise BackupError(f"the restore failed{pg_restore_failure(text)}; {NOTHING_CHANGED}.")
     if code != 0:
         raise ConfigError(
-            f"pg_restore could not read all of {dump.path} ({_tail(text)}); {NOTHING_CHANGED}."
+            f"pg_restore could not read all of {dump.path} ({brief(text)}); {NOTHING_CHANGED}."
         )
+
+
+def _run_fed(
+    compose: Compose,
+    dump: dumps.Dump,
+    command: tuple[str, ...],
+    stdout: IO[bytes] | int = subprocess.DEVNULL,
+) -> tuple[int, str, _Feed]:
+    """`command` in the service with the dump's bytes as its stdin: (exit code, stderr, feed)."""
+    with tempfile.TemporaryFile() as errors:
+        feed = _Feed(dump)
+        process = compose.exec_process(*command, stdin=feed.stdin, stdout=stdout, stderr=errors)
+        feed.start(process.stdin)
+        try:
+            code = process.wait()
+        finally:
+            _stop(process)  # Ctrl-C: the process goes, the swap never happens
+            feed.join()
+        return code, _text(errors), feed
 
 
 def pg_restore_failure(text: str) -> str:
@@ -246,13 +246,10 @@ def pg_restore_failure(text: str) -> str:
     error = re.search(r"ERROR:\s+(.+)", text)
     command = re.search(r"Command was: (.*)", text, re.S)
     where = f" at {entry.group(1).strip()}" if entry else ""
-    said = error.group(1).strip() if error else _tail(text)
+    said = error.group(1).strip() if error else brief(text)
     if not command:
         return f"{where}: {said}"
-    statement = " ".join(command.group(1).split())
-    if len(statement) > load_errors.STATEMENT_SHOWN:
-        statement = statement[: load_errors.STATEMENT_SHOWN - 3] + "..."
-    return f"{where}: {said} (statement: {statement})"
+    return f"{where}: {said} (statement: {load_errors.shortened(command.group(1))})"
 
 
 def _run_script(
@@ -291,8 +288,8 @@ def _run_script(
         load_code = loader.wait()
         restore_code = restorer.wait() if restorer else 0
         feed.join()
-        return _judge(dump, feed, load_code, _last_lines(load_stderr, everything=True),
-                      restore_code, _last_lines(restore_stderr))  # fmt: skip
+        return _judge(dump, feed, load_code, _text(load_stderr), restore_code,
+                      brief(_text(restore_stderr)))  # fmt: skip
 
 
 def _judge(
@@ -300,8 +297,7 @@ def _judge(
     restore_stderr: str,
 ) -> load_errors.LoadReport:  # fmt: skip
     # A damaged or cut dump is bad input (exit 2); a statement the server refuses, exit 1.
-    if feed.damage:
-        raise ConfigError(f"{dump.path}: {feed.damage}; {NOTHING_CHANGED}.")
+    feed.check()
     if restore_code != 0:
         raise ConfigError(f"pg_restore could not read all of {dump.path} ({restore_stderr}); {NOTHING_CHANGED}.")  # fmt: skip
     if dump.kind == "plain" and dump.by_pg_dump and not dumps.ends_complete(feed.tail):
@@ -316,7 +312,7 @@ def _judge(
         raise BackupError(f"the restore failed at {first.describe()}{more}; {NOTHING_CHANGED}.")
     if load_code != 0:
         raise BackupError(
-            f"psql stopped with exit code {load_code} ({_tail(load_stderr)}); {NOTHING_CHANGED}."
+            f"psql stopped with exit code {load_code} ({brief(load_stderr)}); {NOTHING_CHANGED}."
         )
     return report
 
@@ -346,15 +342,9 @@ def _location(where: str | None) -> tuple[str, ...]:
     return (where,) if where else ()
 
 
-def _last_lines(handle: IO[bytes], everything: bool = False) -> str:
+def _text(handle: IO[bytes]) -> str:
     handle.seek(0)
-    text = handle.read().decode(errors="replace")
-    return text if everything else _tail(text)
-
-
-def _tail(text: str) -> str:
-    lines = [line for line in text.strip().splitlines() if line.strip()]
-    return " | ".join(lines[-3:]) or "no message"
+    return handle.read().decode(errors="replace")
 
 
 @contextmanager
@@ -408,6 +398,11 @@ class _Feed:
         finally:
             with suppress(BrokenPipeError):
                 sink.close()
+
+    def check(self) -> None:
+        """Refuse (exit 2) when the compressed stream turned out cut or damaged."""
+        if self.damage:
+            raise ConfigError(f"{self.dump.path}: {self.damage}; {NOTHING_CHANGED}.")
 
     def join(self) -> None:
         if self._thread is not None:

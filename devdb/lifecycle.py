@@ -10,10 +10,9 @@ from devdb.compose import Compose, docker
 from devdb.confirm import confirm
 from devdb.errors import ConfigError, DevDbError, NotReady
 from devdb.readiness import Transient, login_probe
-from devdb.render import human_size
 from devdb.settings import SERVICE, Settings
 from devdb.snapshots import count as snapshot_count
-from devdb.upgrade import KeptCopy, kept_copy
+from devdb.upgrade import KEPT_FIX, kept_copy
 
 
 def down(settings: Settings, console: render.Console) -> None:
@@ -44,7 +43,7 @@ def status(settings: Settings) -> dict:
     }
     kept = kept_copy(settings)
     if kept is not None:
-        result["kept_copy"] = describe_kept(kept)
+        result["kept_copy"] = f"{kept.detail()}: {KEPT_FIX}"
     if state and state.running:
         try:
             result["server_version"] = login_probe(settings)()
@@ -52,14 +51,6 @@ def status(settings: Settings) -> dict:
         except (Transient, DevDbError) as exc:
             result["detail"] = str(exc)
     return result
-
-
-def describe_kept(kept: KeptCopy) -> str:
-    size = f", {human_size(kept.size_bytes)}" if kept.size_bytes is not None else ""
-    return (
-        f"{kept.volume} (PostgreSQL {kept.major}{size}) kept since the upgrade: "
-        "inv db-upgrade --rollback returns to it, --finish deletes it"
-    )
 
 
 def show_status(settings: Settings, as_json: bool, console: render.Console) -> None:

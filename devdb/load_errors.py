@@ -23,6 +23,14 @@ QUIET = ("WARNING:", "NOTICE:", "INFO:", "DETAIL:", "HINT:")
 STATEMENT_SHOWN = 160
 
 
+def shortened(statement: str) -> str:
+    """A statement on one line, cut to STATEMENT_SHOWN characters."""
+    statement = " ".join(statement.split())
+    if len(statement) > STATEMENT_SHOWN:
+        return statement[: STATEMENT_SHOWN - 3] + "..."
+    return statement
+
+
 @dataclass
 class Failure:
     line: int
@@ -31,9 +39,7 @@ class Failure:
     statement: str = ""
 
     def describe(self) -> str:
-        statement = " ".join(self.statement.split())
-        if len(statement) > STATEMENT_SHOWN:
-            statement = statement[: STATEMENT_SHOWN - 3] + "..."
+        statement = shortened(self.statement)
         where = f"line {self.line}: " if self.line else ""
         shown = f" (statement: {statement})" if statement else ""
         return f"{where}{self.message}{shown}"

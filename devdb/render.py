@@ -104,6 +104,12 @@ def status_text(status: dict) -> str:
     return key_values(rows)
 
 
+def brief(text: str, count: int = 3, last: bool = True) -> str:
+    """A command's output in one line: its last (or first) `count` non-blank lines."""
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return " | ".join(lines[-count:] if last else lines[:count]) or "no message"
+
+
 def human_size(size: int) -> str:
     if size < 1024:
         return f"{size} B"

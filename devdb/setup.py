@@ -16,12 +16,10 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 
-from devdb import render
+from devdb import envfile, render
 from devdb.confirm import confirm
 from devdb.errors import ConfigError, DevDbError, DockerUnavailable
-from devdb.files import write_private
 from devdb.settings import IMAGE, ROOT, invocation_for, load_settings
 
 SCRIPTS = ROOT / "scripts"
@@ -188,33 +186,18 @@ def ensure_image(yes: bool, console: render.Console, ask: Callable[[str], str]) 
 
 def record_image(tag: str, yes: bool, console: render.Console, ask: Callable[[str], str]) -> None:
     """POSTGRES_IMAGE=tag in the env file Compose reads, so that `docker compose up` uses it too."""
-    invocation = invocation_for()
-    if os.environ.get(IMAGE) not in (None, tag):
-        raise ConfigError(
-            f"{IMAGE}={os.environ[IMAGE]!r} is set in the environment, which wins over .env; "
-            f"unset it (or set it to {tag}) and run inv setup again."
-        )
-    path = invocation.dotenv
+    path = invocation_for().dotenv
+    values, then = {IMAGE: tag}, "run inv setup again"
+    envfile.refuse_overridden(values, path, then)  # before asking
     if path.exists():
         console.line(
             f"{IMAGE} in {path} will be set to {tag}; every other line, the password included, "
             "stays as it is."
         )
         confirm(f"Type 'yes' to record {IMAGE}={tag}: ", yes, ask, change=f"change {path}")
-    else:
-        write_private(path, NEW_ENV_FILE_HEADER)
-    _set_key(path, IMAGE, tag)
+    envfile.record(path, values, NEW_ENV_FILE_HEADER, then)
     if load_settings().image != tag:
         raise ConfigError(
             f"{IMAGE}={tag} was written to {path} but Compose still resolves another image."
         )
     console.line(f"  did  recorded {IMAGE}={tag} in {path} (read by docker compose and the tasks)")
-
-
-def _set_key(path: Path, name: str, value: str) -> None:
-    """python-dotenv writes the line (its quoting is right for a plain tag); the mode is kept."""
-    from dotenv import set_key
-
-    mode = path.stat().st_mode & 0o777
-    set_key(path, name, value, quote_mode="never")
-    os.chmod(path, mode)  # set_key replaces the file, with the umask's mode

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -140,17 +139,9 @@ def restore(
 
 
 def start_refill(settings: Settings, name: str) -> None:
-    """Make the next restore of `name` instant: a spare copy, made in the background.
-
-    The process takes the project lock, so a snapshot task started meanwhile waits for it (at
-    most one copy's time); killed or failed, it only leaves work for the next task to clean.
-    """
-    subprocess.Popen(
-        [sys.executable, "-m", "devdb.snapshots", "refill", name],
-        cwd=settings.root, env={**settings.invocation.environ, "PYTHONPATH": str(settings.root)},
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )  # fmt: skip
+    """Make the next restore of `name` instant: a spare copy, made in the background (a
+    snapshot task started meanwhile waits at most one copy's time for the project lock)."""
+    databases.in_background(settings, "devdb.snapshots", "refill", name)
 
 
 def refill(settings: Settings, name: str) -> None:
@@ -247,8 +238,6 @@ def _find(conn: psycopg.Connection, name: str) -> Snapshot:
 
 
 if __name__ == "__main__":  # `python -m devdb.snapshots refill NAME`, started by start_refill
-    import sys
-
     from devdb.settings import load_settings
 
     if sys.argv[1:2] == ["refill"] and len(sys.argv) == 3:

@@ -29,16 +29,16 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+from urllib.parse import quote
 
-from devdb import databases, load_errors, volume
+from devdb import databases, envfile, load_errors, volume
 from devdb.compose import Compose, docker
 from devdb.compose_binary import cli_found
 from devdb.confirm import confirm
 from devdb.errors import CommandFailed, ConfigError, DevDbError, NotReady
-from devdb.render import human_size
+from devdb.render import brief, human_size
 from devdb.settings import DATA_DIR, IMAGE, Settings
 
 if TYPE_CHECKING:
@@ -51,6 +51,7 @@ FROM_IMAGE = "devdb.upgraded-from-image"
 FROM_MAJOR = "devdb.upgraded-from-major"
 READY_TIMEOUT_SECONDS = 180
 POLL_SECONDS = 0.25
+RETRY = "run inv db-upgrade again"
 SPACE_ADVICE = "free space for Docker (docker system df), then try again."
 STATUS_FILE = "/tmp/devdb-dumpall.status"  # noqa: S108 - inside the new server's container
 ROW_CHECKSUM = "coalesce(sum(('x' || substr(md5(t::text), 1, 15))::bit(60)::bigint::numeric), 0)"
@@ -85,12 +86,19 @@ class Plan:
         return f"{self.new_volume}-upgrade"
 
 
+KEPT_FIX = "inv db-upgrade --rollback returns to it, --finish deletes it"
+
+
 @dataclass(frozen=True)
 class KeptCopy:
     volume: str
     image: str
     major: str
     size_bytes: int | None
+
+    def detail(self) -> str:
+        size = f", {human_size(self.size_bytes)}" if self.size_bytes is not None else ""
+        return f"{self.volume} (PostgreSQL {self.major}{size}) kept since the upgrade"
 
 
 # The tasks ---------------------------------------------------------------------------------
@@ -111,6 +119,8 @@ def upgrade_task(
         f"{IMAGE} and {VOLUME_VARIABLE} in {settings.invocation.dotenv}. The old volume is kept "
         "untouched until inv db-upgrade --finish; --rollback returns to it."
     )
+    switch = {IMAGE: plan.image, VOLUME_VARIABLE: plan.new_volume}
+    envfile.refuse_overridden(switch, settings.invocation.dotenv, RETRY)  # not after the copy
     confirm("Type 'yes' to upgrade: ", yes, ask, change=f"change {settings.invocation.dotenv}")
     _make_way(settings, terminate)
     with compose.exclusive():
@@ -131,7 +141,7 @@ def upgrade_task(
             raise
         docker("rm", "-f", plan.helper)
         compose.run("down")  # the old container; never its volume
-        _record(settings, {IMAGE: plan.image, VOLUME_VARIABLE: plan.new_volume})
+        _record(settings, switch)
     _start(settings, timeout, console)
     seconds = time.monotonic() - started
     steps = ", ".join(f"{name} at {at:.1f} s" for name, at in phases.items())
@@ -159,15 +169,14 @@ def rollback_task(
         f"was before the upgrade) and deletes {settings.volume_name}, with every change made "
         "since the upgrade."
     )
+    default = f"{settings.project}_{COMPOSE_VOLUME_KEY}"
+    back = {IMAGE: kept.image, VOLUME_VARIABLE: "" if kept.volume == default else kept.volume}
+    envfile.refuse_overridden(back, settings.invocation.dotenv, RETRY)
     confirm("Type 'yes' to roll back: ", yes, ask, change=f"change {settings.invocation.dotenv}")
     compose = Compose(settings)
     with compose.exclusive():
         compose.run("down")
-        default = f"{settings.project}_{COMPOSE_VOLUME_KEY}"
-        _record(
-            settings,
-            {IMAGE: kept.image, VOLUME_VARIABLE: "" if kept.volume == default else kept.volume},
-        )
+        _record(settings, back)
         docker("volume", "rm", settings.volume_name)
     _start(settings, timeout, console)
     console.line(f"Rolled back to PostgreSQL {kept.major} ({kept.image}, {kept.volume}).")
@@ -180,8 +189,7 @@ def finish_task(
     kept = kept_copy(settings)
     if kept is None:
         raise ConfigError(f"no old copy is kept for {settings.volume_name}; nothing to finish.")
-    size = f", {human_size(kept.size_bytes)}" if kept.size_bytes is not None else ""
-    console.line(f"This deletes {kept.volume} (PostgreSQL {kept.major}{size}): no rollback after.")
+    console.line(f"This deletes {kept.detail()}: no rollback after.")
     confirm("Type 'yes' to delete it: ", yes, ask)
     with Compose(settings).exclusive():
         docker("volume", "rm", kept.volume)
@@ -263,12 +271,8 @@ def _network(settings: Settings) -> str:
 def _make_way(settings: Settings, terminate: bool) -> None:
     """No client on any database while the copy runs (their writes would be lost)."""
     with databases.maintenance(settings, "devdb-upgrade") as conn:
-        rows = conn.execute(
-            "SELECT DISTINCT datname FROM pg_stat_activity WHERE pid <> pg_backend_pid() "
-            "AND backend_type = 'client backend' AND datname IS NOT NULL "
-            "AND application_name <> 'pg_isready'"
-        ).fetchall()
-        for (database,) in rows:
+        names = conn.execute("SELECT datname FROM pg_database WHERE datallowconn").fetchall()
+        for (database,) in names:
             databases.make_way(conn, database, terminate)
 
 
@@ -343,7 +347,7 @@ def _copy(settings: Settings, plan: Plan) -> None:
     status = docker("exec", plan.helper, "cat", STATUS_FILE).strip()
     if status != "0":
         raise UpgradeError(
-            f"pg_dumpall could not read the old server ({_first_lines(text)}); the old data is "
+            f"pg_dumpall could not read the old server ({brief(text, last=False)}); the old data is "
             "in use as before."
         )
     report = load_errors.read(text)
@@ -351,16 +355,11 @@ def _copy(settings: Settings, plan: Plan) -> None:
         load_errors.Failure(0, "", f"role {role} (missing)") for role in report.owners_mapped
     ]
     if code != 0 or fatal:
-        first = fatal[0].describe() if fatal else _first_lines(text)
+        first = fatal[0].describe() if fatal else brief(text, last=False)
         raise UpgradeError(
             f"the copy into PostgreSQL {plan.new_major} failed at {first}; the old data is in "
             "use as before (an extension the new image lacks? install it there, or drop it)."
         )
-
-
-def _first_lines(text: str) -> str:
-    lines = [line for line in text.strip().splitlines() if line.strip()]
-    return " | ".join(lines[:3]) or "no message"
 
 
 # The proof ---------------------------------------------------------------------------------
@@ -374,20 +373,11 @@ def _prove_equal(settings: Settings, compose: Compose, plan: Plan) -> None:
     differences = []
     if old.rows("postgres", ROLES) != new.rows("postgres", ROLES):
         differences.append("the roles (names, attributes or passwords)")
-    names = [
-        row[0]
-        for row in old.rows(
-            "postgres", "SELECT datname FROM pg_database WHERE datallowconn ORDER BY 1"
-        )
-    ]
-    new_names = [
-        row[0]
-        for row in new.rows(
-            "postgres", "SELECT datname FROM pg_database WHERE datallowconn ORDER BY 1"
-        )
-    ]
+    names, new_names = (server.databases() for server in (old, new))
     if names != new_names:
         differences.append(f"the databases ({', '.join(names)} against {', '.join(new_names)})")
+    from concurrent.futures import ThreadPoolExecutor
+
     with ThreadPoolExecutor(max_workers=2) as pool:  # each server computes its own, at once
         for database in (n for n in names if n in new_names):
             theirs = pool.submit(new.fingerprint, database)
@@ -412,9 +402,15 @@ class _Psql:
         done = subprocess.run(argv, input=sql, capture_output=True, text=True, check=False)
         if done.returncode != 0:
             raise UpgradeError(
-                f"could not compare database {database}: {_first_lines(done.stderr)}"
+                f"could not compare database {database}: {brief(done.stderr, last=False)}"
             )
         return [tuple(line.split("\t")) for line in done.stdout.splitlines()]
+
+    def databases(self) -> list[str]:
+        listed = self.rows(
+            "postgres", "SELECT datname FROM pg_database WHERE datallowconn ORDER BY 1"
+        )
+        return [row[0] for row in listed]
 
     def fingerprint(self, database: str) -> dict[str, list]:
         # One query per relation, run by psql's \gexec; format() quotes each name.
@@ -436,23 +432,8 @@ class _Psql:
 
 
 def _record(settings: Settings, values: dict[str, str]) -> None:
-    """Write the values into the env file both Compose and the tasks read (kept mode, other
-    lines untouched); refuse when the environment overrides them (Compose would not see them)."""
-    from devdb.setup import _set_key
-
-    path = settings.invocation.dotenv
-    for name, value in values.items():
-        if os.environ.get(name) not in (None, value):
-            raise ConfigError(
-                f"{name} is set in the environment, which wins over {path}; unset it so that "
-                f"the recorded {name}={value or '(empty)'} applies."
-            )
-    if not path.exists():
-        from devdb.files import write_private
-
-        write_private(path, "# Written by inv db-upgrade.\n")
-    for name, value in values.items():
-        _set_key(path, name, value)
+    """Into the env file both Compose and the tasks read (see envfile.record)."""
+    envfile.record(settings.invocation.dotenv, values, "# Written by inv db-upgrade.\n", RETRY)
 
 
 def _start(settings: Settings, timeout: float, console: Console) -> None:
@@ -463,16 +444,20 @@ def _start(settings: Settings, timeout: float, console: Console) -> None:
 
 
 def _volume_labels(name: str) -> dict[str, str] | None:
-    """The volume's labels ({} without any), or None when there is no such volume."""
-    try:
-        done = subprocess.run(
-            ["docker", "volume", "inspect", name], capture_output=True, text=True, check=False
-        )
-    except FileNotFoundError:  # no Docker CLI: no volume to speak of
-        return None
-    if done.returncode != 0:
-        return None
-    return json.loads(done.stdout)[0].get("Labels") or {}
+    """The volume's labels ({} without any), or None when there is no such volume: over the
+    engine socket (milliseconds: db-status and doctor ask), else `docker volume inspect`."""
+    from devdb.engine import get_objects
+
+    found = get_objects([f"/volumes/{quote(name, safe='')}"])
+    if found is None:
+        try:
+            done = subprocess.run(
+                ["docker", "volume", "inspect", name], capture_output=True, text=True, check=False
+            )
+        except FileNotFoundError:  # no Docker CLI: no volume to speak of
+            return None
+        found = json.loads(done.stdout) if done.returncode == 0 else []
+    return (found[0].get("Labels") or {}) if found else None
 
 
 def _volume_bytes(name: str, image: str) -> int | None:

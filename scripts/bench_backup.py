@@ -22,26 +22,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from benchkit import DATABASE, USER, BenchStack, machine, peak_rss_of
+from benchkit import DATABASE, USER, BenchStack, grown, machine, peak_rss_of
 
-ROW_BYTES = 200  # one generated row takes about this much space in the table
 FORMATS = ("custom", "tar", "directory", "plain", "plain.gz", "plain.xz", "plain.bz2", "plain.zst")
 FILE_NAMES = {"custom": "db.dump", "tar": "db.tar", "directory": "db.d"}
-
-
-def fill_to(stack: BenchStack, megabytes: int) -> float:
-    """Add rows until the database holds about `megabytes`; return its size in MB."""
-    rows = megabytes * 1024 * 1024 // ROW_BYTES
-    with stack.connect() as conn:
-        conn.execute("CREATE TABLE IF NOT EXISTS filler (id bigserial PRIMARY KEY, payload text)")
-        current = conn.execute("SELECT pg_database_size(current_database())").fetchone()[0]
-        missing = max(0, rows - current // ROW_BYTES)
-        conn.execute(
-            "INSERT INTO filler (payload) SELECT md5(g::text) || repeat('x', 120) FROM generate_series(1, %s) g",
-            [missing],
-        )
-        conn.execute("CHECKPOINT")
-        return conn.execute("SELECT pg_database_size(current_database())").fetchone()[0] / 1024**2
 
 
 def size_of(path: Path) -> float:
@@ -88,9 +72,7 @@ def main() -> int:
     inv = [sys.executable, "-m", "invoke"]
     rows = []
     try:
-        stack.inv("db-up")
-        for target in (20, args.megabytes):
-            size = fill_to(stack, target)
+        for size in grown(stack, args.megabytes):
             for kind in kinds:
                 path = out / FILE_NAMES.get(kind, f"db.{kind.replace('plain', 'sql')}")
                 made = make_dump(stack, kind, path, inv)

@@ -23,8 +23,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_backup import fill_to
-from benchkit import BenchStack, machine, peak_rss_of
+
+from benchkit import BenchStack, fill_to, machine, peak_rss_of
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS customers (id serial PRIMARY KEY, email text UNIQUE, created timestamptz DEFAULT now());

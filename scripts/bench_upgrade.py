@@ -17,8 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_backup import fill_to
-from benchkit import IMAGE, BenchStack, machine, peak_rss_of
+from benchkit import IMAGE, BenchStack, grown, machine, peak_rss_of
 
 NEWER = "ai-interviewer/postgres:17-offline" if IMAGE.endswith("-offline") else "postgres:17-alpine"
 
@@ -34,9 +33,7 @@ def main() -> int:
     inv = [sys.executable, "-m", "invoke"]
     rows = []
     try:
-        stack.inv("db-up")
-        for target in (20, args.megabytes):
-            size = fill_to(stack, target)
+        for size in grown(stack, args.megabytes):
             seconds, kib = peak_rss_of(
                 [*inv, "db-upgrade", "--image", args.image, "--yes"], stack.env
             )

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -117,6 +117,32 @@ def plugin_binary() -> str:
             f"no Compose plugin binary found (db-up runs {' '.join(compose_base())})"
         )
     return binary
+
+
+ROW_BYTES = 200  # one generated row takes about this much space in the table
+SMALL_MEGABYTES = 20
+
+
+def fill_to(stack: BenchStack, megabytes: int) -> float:
+    """Add rows until the database holds about `megabytes`; return its size in MB."""
+    rows = megabytes * 1024 * 1024 // ROW_BYTES
+    with stack.connect() as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS filler (id bigserial PRIMARY KEY, payload text)")
+        current = conn.execute("SELECT pg_database_size(current_database())").fetchone()[0]
+        missing = max(0, rows - current // ROW_BYTES)
+        conn.execute(
+            "INSERT INTO filler (payload) SELECT md5(g::text) || repeat('x', 120) FROM generate_series(1, %s) g",
+            [missing],
+        )
+        conn.execute("CHECKPOINT")
+        return conn.execute("SELECT pg_database_size(current_database())").fetchone()[0] / 1024**2
+
+
+def grown(stack: BenchStack, large: int) -> Iterator[float]:
+    """Start the stack, fill it to about 20 MB, then to about `large` MB: each size in MB."""
+    stack.inv("db-up")
+    for target in (SMALL_MEGABYTES, large):
+        yield fill_to(stack, target)
 
 
 def timed(action: Callable[[], object]) -> float:
