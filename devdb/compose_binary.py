@@ -29,10 +29,22 @@ _SYSTEM_PLUGIN_DIRS = (
         "/usr/libexec/docker/cli-plugins",
     )
 )
-SETUP_HINT = "run inv setup (Debian/Ubuntu), or install Docker Engine >= 20.10 with the Compose v2 plugin; inv check-docker shows what is there"
+# The fix, said once: check-docker prints it under its table; other tasks add where to look.
+INSTALL_HINT = (
+    "run inv setup (Debian/Ubuntu), or install Docker Engine >= 20.10 with the Compose v2 plugin"
+)
+SETUP_HINT = f"{INSTALL_HINT}; inv check-docker shows what is there"
 # The ways compose_base() can run Compose, besides the plugin binary itself.
 VIA_DOCKER_CLI = ("docker", "compose")
 STANDALONE = ("docker-compose",)
+
+
+class ComposeMissing(DockerUnavailable):
+    """No usable Compose: `problem` and `fix` apart, so check-docker can show each once."""
+
+    def __init__(self, problem: str, fix: str = INSTALL_HINT) -> None:
+        super().__init__(f"{problem}; {fix}; inv check-docker shows what is there.")
+        self.problem, self.fix = problem, fix
 
 
 @contextmanager
@@ -98,11 +110,11 @@ def compose_base() -> tuple[str, ...]:
     version = _standalone_version()
     if version is None:
         missing = "Docker Compose v2" if shutil.which("docker") else "Docker (the docker CLI)"
-        raise DockerUnavailable(f"{missing} was not found; {SETUP_HINT}.")
+        raise ComposeMissing(f"{missing} was not found")
     if version.split(".")[0] in ("0", "1"):
-        raise DockerUnavailable(
-            f"docker-compose {version} is Compose v1, which is not supported; "
-            "install the Compose v2 plugin (`docker compose`), or run inv setup."
+        raise ComposeMissing(
+            f"docker-compose {version} is Compose v1, which is not supported",
+            "install the Compose v2 plugin (`docker compose`), or run inv setup",
         )
     return STANDALONE
 

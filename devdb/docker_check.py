@@ -8,8 +8,14 @@ import subprocess
 from typing import TYPE_CHECKING
 
 from devdb.compose import engine_fix
-from devdb.compose_binary import SETUP_HINT, STANDALONE, compose_base, plugin_run_directly
-from devdb.errors import DevDbError, DockerUnavailable
+from devdb.compose_binary import (
+    INSTALL_HINT,
+    STANDALONE,
+    ComposeMissing,
+    compose_base,
+    plugin_run_directly,
+)
+from devdb.errors import DockerUnavailable
 from devdb.findings import OK, PROBLEM, Finding, problems
 
 if TYPE_CHECKING:
@@ -26,8 +32,11 @@ def check_docker(console: Console) -> None:
     findings = docker_findings()
     console.line(render.findings_table(findings))
     found = problems(findings)
-    if found:
-        raise DockerUnavailable(f"{found[0].name}: {found[0].detail}; {found[0].fix}.")
+    if found:  # the table above says what to do: the error only names what is wrong
+        names = ", ".join(f.name for f in found)
+        raise DockerUnavailable(
+            f"check-docker: not usable ({names}); the fix is in the table above."
+        )
 
 
 def version_tuple(text: str) -> tuple[int, ...]:
@@ -57,17 +66,17 @@ def docker_findings() -> list[Finding]:
     """Docker CLI, engine and Compose, each with its version or the reason it is missing."""
     code, out, err = _run(["docker", "version", "--format", "{{json .}}"])
     if code == 127:
-        return [Finding("Docker CLI", PROBLEM, "not found", SETUP_HINT)]
+        return [Finding("Docker CLI", PROBLEM, "not found", INSTALL_HINT)]
     info = {}
     for line in out.splitlines():
         if line.startswith("{"):
             info = json.loads(line)
     client = (info.get("Client") or {}).get("Version", "unknown")
     server = (info.get("Server") or {}) if info else {}
-    findings = [_versioned("Docker CLI", client, MIN_DOCKER, SETUP_HINT)]
+    findings = [_versioned("Docker CLI", client, MIN_DOCKER, INSTALL_HINT)]
     if server:
         findings.append(
-            _versioned("Docker engine", server.get("Version", "unknown"), MIN_DOCKER, SETUP_HINT)
+            _versioned("Docker engine", server.get("Version", "unknown"), MIN_DOCKER, INSTALL_HINT)
         )
     else:
         detail = err.strip().splitlines()[0] if err.strip() else "no answer"
@@ -79,12 +88,12 @@ def docker_findings() -> list[Finding]:
 def compose_finding() -> Finding:
     try:
         base = compose_base()
-    except DevDbError as exc:
-        return Finding("Docker Compose", PROBLEM, str(exc), SETUP_HINT)
+    except ComposeMissing as exc:
+        return Finding("Docker Compose", PROBLEM, exc.problem, exc.fix)
     code, out, err = _run([*base, "version", "--short"])
     if code != 0:
-        return Finding("Docker Compose", PROBLEM, (err or out).strip(), SETUP_HINT)
+        return Finding("Docker Compose", PROBLEM, (err or out).strip(), INSTALL_HINT)
     label = "Docker Compose" + (" (standalone)" if base == STANDALONE else "")
     binary = plugin_run_directly()
     version = f"{out.strip()} ({binary})" if binary else out.strip()
-    return _versioned(label, version, MIN_COMPOSE, SETUP_HINT)
+    return _versioned(label, version, MIN_COMPOSE, INSTALL_HINT)

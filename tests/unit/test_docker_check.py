@@ -12,3 +12,33 @@ from devdb.docker_check import version_tuple
 )
 def test_version_tuple(text, expected):
     assert version_tuple(text) == expected
+
+
+@pytest.mark.parametrize("version", ["1.29.2", None])
+def test_check_docker_without_compose_says_each_fix_once(monkeypatch, version):
+    """The table's `fix:` line is the only place the fix is said, and never "run check-docker"."""
+    import io
+
+    from devdb import compose_binary, docker_check
+    from devdb.errors import DockerUnavailable
+    from devdb.render import Console
+
+    monkeypatch.setattr(compose_binary, "_plugin_binary", lambda: None)
+    monkeypatch.setattr(compose_binary, "_plugin_answers", lambda: False)
+    monkeypatch.setattr(compose_binary, "_standalone_version", lambda: version)
+    monkeypatch.setattr(docker_check, "_run", lambda argv: (0, '{"Client": {"Version": "28.2.2"}, '
+                        '"Server": {"Version": "28.2.2"}}', ""))  # fmt: skip
+    compose_binary.compose_base.cache_clear()
+    out = io.StringIO()
+    try:
+        with pytest.raises(DockerUnavailable) as caught:
+            docker_check.check_docker(Console(out, io.StringIO()))
+    finally:
+        compose_binary.compose_base.cache_clear()
+    shown = out.getvalue() + str(caught.value)
+    compose_line = next(line for line in shown.splitlines() if "Docker Compose" in line)
+    fix_lines = [line for line in shown.splitlines() if "fix:" in line]
+    assert len(fix_lines) == 1
+    assert "inv setup" in fix_lines[0]
+    assert "inv setup" not in compose_line + str(caught.value)
+    assert "check-docker shows" not in shown
