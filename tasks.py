@@ -42,13 +42,18 @@ def _exit_with(code: int) -> None:
         raise Exit(code=code)
 
 
-@task(help={"yes": "Record the stand-in image in an existing .env without asking (CI, scripts)."})
+@task(
+    help={
+        "yes": "Record the stand-in image in an existing .env without asking (CI, scripts).",
+        "tests": "Also what the tests need: a PostgreSQL 17 image (pulled or built) and zstd.",
+    }
+)
 @command
-def setup(c, yes=False):
+def setup(c, yes=False, tests=False):
     """Make this machine ready: Docker engine, Compose v2, a PostgreSQL 15 image. Only what is missing."""
     from devdb.setup import setup as make_ready
 
-    make_ready(yes, console())
+    make_ready(yes, console(), tests=tests)
 
 
 @task

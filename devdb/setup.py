@@ -5,7 +5,11 @@ on Debian/Ubuntu, as root or with sudo; elsewhere the exact thing to install), a
 15 image (present, pulled, or the stand-in of scripts/build-offline-image.sh). When the stand-in
 is what this machine will use, POSTGRES_IMAGE is recorded in the env file that both plain
 `docker compose` and the tasks read, after asking when that file exists; no other line of it,
-and never the password, is touched.
+and never the password, is touched. A missing env file is made whole (as `inv env-init` makes
+it), so that `inv doctor` finds nothing missing in what setup wrote.
+
+`inv setup --tests` adds what the acceptance suite needs: a PostgreSQL 17 image of the same
+kind as the 15 one (pulled, or the 17 stand-in built) and the zstd tool.
 """
 
 from __future__ import annotations
@@ -24,17 +28,24 @@ from devdb.settings import IMAGE, ROOT, invocation_for, load_settings
 
 SCRIPTS = ROOT / "scripts"
 STANDIN_IMAGE = "ai-interviewer/postgres:15-offline"
+NEWER_MAJOR = "17"
+NEWER_OFFICIAL_IMAGE = f"postgres:{NEWER_MAJOR}-alpine"
+NEWER_STANDIN_IMAGE = f"ai-interviewer/postgres:{NEWER_MAJOR}-offline"
+NEWER_IMAGE_VARIABLE = "DEVDB_TEST_NEWER_IMAGE"
+TEST_TOOLS = ("zstd",)  # the .zst cases of the restore tests read the tool's own output
 PULL_TIMEOUT_SECONDS = 120
-NEW_ENV_FILE_HEADER = (
-    "# Written by `inv setup`. Copy the rest from .env.example (or run inv env-init --force).\n"
-)
 
 
-def setup(yes: bool, console: render.Console, ask: Callable[[str], str] = input) -> None:
+def setup(
+    yes: bool, console: render.Console, ask: Callable[[str], str] = input, tests: bool = False
+) -> None:
     """Check each step, do what is missing, print one line per step."""
     started = time.monotonic()
     did_something = ensure_docker(console)
     did_something |= ensure_image(yes, console, ask)
+    if tests:
+        did_something |= ensure_newer_image(console)
+        did_something |= ensure_tools(TEST_TOOLS, console)
     seconds = time.monotonic() - started
     what = "done" if did_something else "nothing was missing"
     console.line(f"setup: {what} ({seconds:.2f} s). Next: inv db-up")
@@ -130,16 +141,20 @@ def install_advice() -> str:
 
 def run_script(name: str, *args: str) -> str:
     """Run one of scripts/ (as root: through sudo when we are not); its last stdout line."""
-    argv = ["bash", str(SCRIPTS / name), *args]
-    if os.geteuid() != 0:
-        argv = ["sudo", "--preserve-env=DEVDB_DOCKERD_PIDFILE,DEVDB_DOCKERD_LOG", *argv]
-    done = subprocess.run(argv, stdout=subprocess.PIPE, text=True, check=False)
+    done = run_as_root(["bash", str(SCRIPTS / name), *args])
     if done.returncode != 0:
         raise DockerUnavailable(
             f"scripts/{name} failed (exit {done.returncode}); see its output above."
         )
     lines = done.stdout.strip().splitlines()
     return lines[-1] if lines else ""
+
+
+def run_as_root(argv: list[str]) -> subprocess.CompletedProcess[str]:
+    """argv as root (through sudo when we are not); stdout captured, stderr shown."""
+    if os.geteuid() != 0:
+        argv = ["sudo", "--preserve-env=DEVDB_DOCKERD_PIDFILE,DEVDB_DOCKERD_LOG", *argv]
+    return subprocess.run(argv, stdout=subprocess.PIPE, text=True, check=False)
 
 
 # The image -----------------------------------------------------------------------------------
@@ -150,22 +165,28 @@ def image_present(image: str) -> bool:
     return done.returncode == 0
 
 
+def pulled(image: str, console: render.Console) -> bool:
+    """`docker pull`, with a line when it worked; False when no registry gives the image."""
+    console.note(f"setup: pulling {image} ...")
+    try:
+        done = subprocess.run(
+            ["docker", "pull", "-q", image],
+            capture_output=True, timeout=PULL_TIMEOUT_SECONDS, check=False,
+        ).returncode == 0  # fmt: skip
+    except subprocess.TimeoutExpired:
+        done = False
+    if done:
+        console.line(f"  did  image {image} pulled")
+    return done
+
+
 def ensure_image(yes: bool, console: render.Console, ask: Callable[[str], str]) -> bool:
     """The configured image, pulled if it can be, else the stand-in (recorded in the env file)."""
     settings = load_settings()
     if image_present(settings.image):
         console.line(f"  ok   image {settings.image} is present")
         return False
-    console.note(f"setup: pulling {settings.image} ...")
-    try:
-        pulled = subprocess.run(
-            ["docker", "pull", "-q", settings.image],
-            capture_output=True, timeout=PULL_TIMEOUT_SECONDS, check=False,
-        ).returncode == 0  # fmt: skip
-    except subprocess.TimeoutExpired:
-        pulled = False
-    if pulled:
-        console.line(f"  did  image {settings.image} pulled")
+    if pulled(settings.image, console):
         return True
     if image_present(STANDIN_IMAGE):
         tag, how = STANDIN_IMAGE, "present"
@@ -195,9 +216,76 @@ def record_image(tag: str, yes: bool, console: render.Console, ask: Callable[[st
             "stays as it is."
         )
         confirm(f"Type 'yes' to record {IMAGE}={tag}: ", yes, ask, change=f"change {path}")
-    envfile.record(path, values, NEW_ENV_FILE_HEADER, then)
+    else:  # the whole file, as env-init makes it: nothing for doctor to find missing
+        envfile.env_init(path, force=False)
+        console.line(f"  did  wrote {path} from .env.example (mode 600, a generated password)")
+    envfile.record(path, values, "", then)
     if load_settings().image != tag:
         raise ConfigError(
             f"{IMAGE}={tag} was written to {path} but Compose still resolves another image."
         )
     console.line(f"  did  recorded {IMAGE}={tag} in {path} (read by docker compose and the tasks)")
+
+
+# What the tests need besides (inv setup --tests) ---------------------------------------------
+
+
+def newer_test_image(image: str) -> str:
+    """The second major version the tests use: of the same kind as `image` (the 17 stand-in
+    beside the 15 stand-in, else the official image), unless DEVDB_TEST_NEWER_IMAGE names one."""
+    chosen = os.environ.get(NEWER_IMAGE_VARIABLE)
+    if chosen:
+        return chosen
+    return NEWER_STANDIN_IMAGE if image.endswith("-offline") else NEWER_OFFICIAL_IMAGE
+
+
+def ensure_newer_image(console: render.Console) -> bool:
+    """The PostgreSQL 17 image of the upgrade, image-contract and restore tests."""
+    image = newer_test_image(load_settings().image)
+    if image_present(image):
+        console.line(f"  ok   test image {image} is present")
+        return False
+    if image != NEWER_STANDIN_IMAGE:
+        if pulled(image, console):
+            return True
+        raise DockerUnavailable(
+            f"the test image {image} is not here and cannot be pulled; check the network and "
+            f"the name (or set {NEWER_IMAGE_VARIABLE} to a PostgreSQL {NEWER_MAJOR} image)."
+        )
+    if not provisionable():
+        raise DockerUnavailable(
+            f"the test image {image} is missing and can only be built on Debian/Ubuntu as root "
+            f"or with sudo; set {NEWER_IMAGE_VARIABLE} to a PostgreSQL {NEWER_MAJOR} image."
+        )
+    console.note(f"setup: building the stand-in {image} (a few minutes) ...")
+    tag = run_script("build-offline-image.sh", "--major", NEWER_MAJOR, "--no-pull")
+    if tag != image:
+        raise DockerUnavailable(
+            f"scripts/build-offline-image.sh gave {tag}, not {image}; set "
+            f"{NEWER_IMAGE_VARIABLE}={tag} to test with it."
+        )
+    console.line(f"  did  test image {image}: the stand-in, built")
+    return True
+
+
+def ensure_tools(tools: tuple[str, ...], console: render.Console) -> bool:
+    """Host tools the tests call, installed with apt-get where setup can, else named."""
+    missing = [tool for tool in tools if shutil.which(tool) is None]
+    for tool in tools:
+        if tool not in missing:
+            console.line(f"  ok   {tool} is installed")
+    if not missing:
+        return False
+    if not provisionable():
+        raise ConfigError(
+            f"{', '.join(missing)} is missing; install it with your package manager "
+            f"(for example: brew install {' '.join(missing)}), then run inv setup --tests again."
+        )
+    console.note(f"setup: installing {', '.join(missing)} with apt-get ...")
+    for argv in (["apt-get", "update", "-qq"],
+                 ["env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "install", "-y", "-qq", *missing]):  # fmt: skip
+        if run_as_root(argv).returncode != 0:
+            raise ConfigError(f"`{' '.join(argv)}` failed; see its output above.")
+    for tool in missing:
+        console.line(f"  did  {tool} installed (apt-get)")
+    return True

@@ -9,6 +9,7 @@ its own.
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import tempfile
 from collections.abc import Callable, Iterator
@@ -16,11 +17,22 @@ from pathlib import Path
 
 import pytest
 
-from tests.acceptance.stack import IMAGE, RUN_ID, RUN_PREFIX, Stack, remove_leftovers, run
+from tests.acceptance.stack import (
+    IMAGE,
+    NEWER_IMAGE,
+    RUN_ID,
+    RUN_PREFIX,
+    Stack,
+    remove_leftovers,
+    run,
+)
 
 SENTINEL_ROW = "the sentinel's row"
 DEFAULT_PROJECT = "ai-interviewer"
 DEFAULT_VOLUME = f"{DEFAULT_PROJECT}_postgres_data"
+# Host tools some test modules call (the .zst restore cases read zstd's own output).
+TOOLS_BY_MODULE = {"test_restore_formats.py": ("zstd",), "test_setup.py": ("zstd",)}
+TESTS_SETUP = "inv setup --tests"
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -49,6 +61,26 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         pytest.exit(
             f"The image {IMAGE} is not on this machine: run `inv setup` (it pulls it, or on a "
             "machine without a registry builds the stand-in and records it in .env).",
+            returncode=3,
+        )
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """What the collected tests need besides the 15 image (the 17 image of the upgrade and
+    restore tests, zstd): missing, the run stops at once naming the one command that gets it."""
+    modules = {item.module for item in session.items if isinstance(item, pytest.Function)}
+    needs_newer = any(hasattr(module, "NEWER_IMAGE") for module in modules)
+    if needs_newer and run(["docker", "image", "inspect", NEWER_IMAGE]).returncode != 0:
+        pytest.exit(
+            f"The test image {NEWER_IMAGE} is not on this machine: run `{TESTS_SETUP}` (it "
+            "pulls it, or on a machine without a registry builds the stand-in).",
+            returncode=3,
+        )
+    tools = {tool for m in modules for tool in TOOLS_BY_MODULE.get(Path(m.__file__).name, ())}
+    missing = sorted(tool for tool in tools if shutil.which(tool) is None)
+    if missing:
+        pytest.exit(
+            f"The tests need {', '.join(missing)} on this machine: run `{TESTS_SETUP}`.",
             returncode=3,
         )
 

@@ -20,6 +20,7 @@ import psycopg
 
 from devdb.ports import free_port
 from devdb.settings import checkout_image
+from devdb.setup import newer_test_image
 from tests.acceptance.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,11 +32,8 @@ OFFICIAL_IMAGE = "postgres:15-alpine"
 
 
 IMAGE = checkout_image() or OFFICIAL_IMAGE  # the session start says when it is missing
-# A newer major version, for upgrades and newer dumps: the 17 stand-in where there is no
-# registry (scripts/build-offline-image.sh --major 17), else the official image.
-NEWER_IMAGE = os.environ.get("DEVDB_TEST_NEWER_IMAGE") or (
-    "ai-interviewer/postgres:17-offline" if IMAGE.endswith("-offline") else "postgres:17-alpine"
-)
+# A newer major version, for upgrades and newer dumps (`inv setup --tests` obtains it).
+NEWER_IMAGE = newer_test_image(IMAGE)
 SEED_USER = "ai_interviewer_user"
 SEED_PASSWORD = "dev_password_change_in_production"
 SEED_DATABASE = "ai_interviewer_db"

@@ -19,7 +19,15 @@ import pytest
 
 from devdb.locks import lock_path
 from devdb.setup import STANDIN_IMAGE
-from tests.acceptance.stack import IMAGE, ROOT, RUN_PREFIX, Stack, clean_environment, run
+from tests.acceptance.stack import (
+    IMAGE,
+    NEWER_IMAGE,
+    ROOT,
+    RUN_PREFIX,
+    Stack,
+    clean_environment,
+    run,
+)
 
 OTHER_USER = "devdb-tester"
 CLONE_FILES = ("tasks.py", "docker-compose.yml", ".env.example", "requirements.txt")
@@ -35,16 +43,21 @@ def setup_env(env_file: Path) -> dict[str, str]:
     return {**env, "DEVDB_ENV_FILE": str(env_file)}
 
 
-def test_setup_on_a_machine_that_has_everything_changes_nothing(tmp_path):
+@pytest.mark.parametrize(("flags", "steps"), [((), 3), (("--tests",), 5)])
+def test_setup_on_a_machine_that_has_everything_changes_nothing(tmp_path, flags, steps):
+    """With --tests: also the 17 image and zstd (the session start proved they are here)."""
     env_file = tmp_path / "ready.env"
     env_file.write_text(f"POSTGRES_IMAGE={IMAGE}\nPOSTGRES_PASSWORD=keep-me-as-i-am\n")
     env_file.chmod(0o600)
-    before = (env_file.read_bytes(), env_file.stat().st_mtime_ns, image_id(IMAGE))
-    done = run([sys.executable, "-m", "invoke", "setup"], env=setup_env(env_file))
+    before = (env_file.read_bytes(), env_file.stat().st_mtime_ns, image_id(IMAGE),
+              image_id(NEWER_IMAGE), shutil.which("zstd"))  # fmt: skip
+    done = run([sys.executable, "-m", "invoke", "setup", *flags], env=setup_env(env_file))
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "nothing was missing" in done.stdout
-    assert [line.split()[0] for line in done.stdout.splitlines()[:3]] == ["ok", "ok", "ok"]
-    assert (env_file.read_bytes(), env_file.stat().st_mtime_ns, image_id(IMAGE)) == before
+    lines = done.stdout.splitlines()
+    assert [line.split()[0] for line in lines] == ["ok"] * steps + ["setup:"]
+    assert "nothing was missing" in lines[-1]
+    assert (env_file.read_bytes(), env_file.stat().st_mtime_ns, image_id(IMAGE),
+            image_id(NEWER_IMAGE), shutil.which("zstd")) == before  # fmt: skip
 
 
 @pytest.fixture
