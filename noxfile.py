@@ -53,7 +53,7 @@ def acceptance(session: nox.Session) -> None:
     """AC1-AC3 and every task against a real Docker engine, Compose and PostgreSQL."""
     if not _docker_answers():
         session.error(
-            "No Docker engine answers (`docker info` failed): run `inv setup` (or `inv check-docker`)."
+            "No Docker engine answers (`docker info` failed): run `inv setup --tests` (or `inv check-docker`)."
         )
     install(session, "test", "backend")
     run_pytest(session, "tests/acceptance")

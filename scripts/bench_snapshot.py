@@ -8,6 +8,7 @@ view). In one run, alternating, it times `inv db-backup` against `inv db-snapsho
 `inv db-restore` against `inv db-snapshot-restore`; and the floor of each snapshot task: the
 same SQL the task sends, run by psql from the host without the task around it. Peak memory is
 that of the task's process tree (the kernel's count), at the small size and the large one.
+The measure of each snapshot task is its floor: within 1.3 x of it.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ SELECT setval('invoice_numbers', 4242);
 """
 SNAPSHOT = "bench"
 FLOOR_COPY = "devdb_bench_floor"
+FLOOR_BOUND = 1.3  # the measure of a snapshot task: at most this many times its floor
 
 
 def psql(stack: BenchStack, sql: str) -> tuple[list[str], dict[str, str]]:
@@ -158,17 +160,32 @@ def main() -> int:
           f"(at {size:.0f} MB: {max(memory['db-snapshot']):.1f} MiB)\n")  # fmt: skip
     print("| what | median s | peak RSS | ratio |")
     print("|---|---:|---:|---|")
+    # The measure is the floor (the server's own durable copy, which no task can beat): within
+    # FLOOR_BOUND of it. How much faster than a dump is shown, not aimed at: the floor decides.
+    snapshot_floor_ratio = (
+        median["db-snapshot"] / median["floor: CREATE DATABASE ... TEMPLATE (psql)"]
+    )
+    restore_floor_ratio = (
+        median["db-snapshot-restore"] / median["floor: swap + drop, spare ready (psql)"]
+    )
     ratios = {
-        "db-snapshot": f"{median['db-backup'] / median['db-snapshot']:.1f} x faster than db-backup (target >= 5); "
-        f"{median['db-snapshot'] / median['floor: CREATE DATABASE ... TEMPLATE (psql)']:.2f} x its floor (target <= 2)",
-        "db-snapshot-restore": f"{median['db-restore'] / median['db-snapshot-restore']:.1f} x faster than db-restore (target >= 3); "
-        f"{median['db-snapshot-restore'] / median['floor: swap + drop, spare ready (psql)']:.2f} x its floor (target <= 2); "
+        "db-snapshot": f"{snapshot_floor_ratio:.2f} x its floor ({within(snapshot_floor_ratio)}); "
+        f"{median['db-backup'] / median['db-snapshot']:.1f} x faster than db-backup",
+        "db-snapshot-restore": f"{restore_floor_ratio:.2f} x its floor ({within(restore_floor_ratio)}); "
+        f"{median['db-restore'] / median['db-snapshot-restore']:.1f} x faster than db-restore; "
         f"{median['db-snapshot-restore'] / median['floor: copy + swap + drop (psql)']:.2f} x the copy's",
     }  # fmt: skip
     for name, seconds in median.items():
         rss = f"{max(memory[name]):.1f} MiB" if name in memory else ""
         print(f"| {name} | {seconds:.3f} | {rss} | {ratios.get(name, '')} |")
     return 0
+
+
+def within(ratio: float) -> str:
+    """The measure, said as it is: within FLOOR_BOUND x of the floor, or how far beyond."""
+    if ratio <= FLOOR_BOUND:
+        return f"within {FLOOR_BOUND} x of the floor"
+    return f"beyond {FLOOR_BOUND} x of the floor"
 
 
 if __name__ == "__main__":
