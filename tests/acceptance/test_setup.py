@@ -8,6 +8,7 @@ otherwise, never skip.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -90,6 +91,43 @@ def test_setup_records_the_stand_in_only_when_allowed_and_keeps_every_other_line
     config = run(["docker", "compose", "--env-file", str(env_file), "config", "--images"],
                  env=setup_env(env_file))  # fmt: skip
     assert config.stdout.split() == [standin_tag]
+
+
+ENV_FINDINGS = (".env", ".env keys", ".env mode", ".env in git", "password", "backend DB_*")
+
+
+def test_after_setup_on_a_fresh_checkout_doctor_warns_about_nothing_setup_wrote(
+    tmp_path, standin_tag
+):
+    """No .env yet and no registry: setup writes the whole file (the stand-in recorded), and
+    doctor finds nothing to warn about in it (it used to miss twelve keys)."""
+    checkout = tmp_path / "fresh"
+    checkout.mkdir()
+    for name in CLONE_FILES:
+        shutil.copy(ROOT / name, checkout / name)
+    shutil.copytree(
+        ROOT / "devdb", checkout / "devdb", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    env = clean_environment()
+    env.pop("POSTGRES_IMAGE")
+    env["COMPOSE_PROJECT_NAME"] = f"{RUN_PREFIX}fresh"  # doctor reads; nothing of anyone else's
+    env["POSTGRES_CONTAINER_NAME"] = f"{RUN_PREFIX}fresh-postgres"
+    done = run([sys.executable, "-m", "invoke", "setup"], env=env, cwd=checkout)
+    assert done.returncode == 0, done.stdout + done.stderr
+    env_file = checkout / ".env"
+    official_here = image_id("postgres:15-alpine") != ""
+    assert env_file.exists() != official_here, done.stdout  # written only for the stand-in
+    if official_here:
+        return  # a machine with the official image: setup has no file to write
+    assert f"POSTGRES_IMAGE={standin_tag}\n" in env_file.read_text()
+    assert oct(env_file.stat().st_mode & 0o777) == "0o600"
+    doctor = run([sys.executable, "-m", "invoke", "doctor", "--json"], env=env, cwd=checkout)
+    findings = {f["name"]: f for f in json.loads(doctor.stdout)}
+    assert {name: findings[name]["status"] for name in ENV_FINDINGS if name in findings} == {
+        ".env": "ok",
+        "password": "ok",
+        "backend DB_*": "ok",
+    }, doctor.stdout
 
 
 # Without an engine: exit 3, the fix is `inv setup`, and nothing claims to pull ----------------
