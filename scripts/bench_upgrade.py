@@ -19,7 +19,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from benchkit import IMAGE, BenchStack, grown, machine, peak_rss_of
 
-NEWER = "ai-interviewer/postgres:17-offline" if IMAGE.endswith("-offline") else "postgres:17-alpine"
+from devdb.setup import newer_test_image
+
+NEWER = newer_test_image(IMAGE)  # what `inv setup --tests` obtains
 
 
 def main() -> int:

@@ -2,7 +2,7 @@
 
 Run against the image the tasks use (the official postgres:15-alpine on a developer's machine,
 the offline stand-in in CI) and against every other stand-in on this machine
-(scripts/build-offline-image.sh --major 17 builds the PostgreSQL 17 one; CI builds both). Each
+(`inv setup --tests` pulls or builds the PostgreSQL 17 one, scripts/build-offline-image.sh --major 17). Each
 container is this run's own and is removed with its anonymous volume.
 """
 
