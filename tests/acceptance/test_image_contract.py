@@ -1,9 +1,9 @@
 """The image's documented contract, which the tasks and tests rely on.
 
 Run against the image the tasks use (the official postgres:15-alpine on a developer's machine,
-the offline stand-in in CI) and against every other stand-in on this machine
-(`inv setup --tests` pulls or builds the PostgreSQL 17 one, scripts/build-offline-image.sh --major 17). Each
-container is this run's own and is removed with its anonymous volume.
+the offline stand-in in CI) and against every other stand-in on this machine (`inv setup
+--tests` builds the PostgreSQL 17 one where it cannot pull postgres:17-alpine). Each container
+is this run's own and is removed with its anonymous volume.
 """
 
 from __future__ import annotations
