@@ -34,6 +34,17 @@ OTHER_USER = "devdb-tester"
 CLONE_FILES = ("tasks.py", "docker-compose.yml", ".env.example", "requirements.txt")
 
 
+def copy_of_the_checkout(checkout: Path) -> Path:
+    """What a clone holds for the tasks (no .env): CLONE_FILES and the devdb package."""
+    checkout.mkdir()
+    for name in CLONE_FILES:
+        shutil.copy(ROOT / name, checkout / name)
+    shutil.copytree(
+        ROOT / "devdb", checkout / "devdb", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    return checkout
+
+
 def image_id(image: str) -> str:
     return run(["docker", "image", "inspect", "--format", "{{.Id}}", image]).stdout.strip()
 
@@ -101,13 +112,7 @@ def test_after_setup_on_a_fresh_checkout_doctor_warns_about_nothing_setup_wrote(
 ):
     """No .env yet and no registry: setup writes the whole file (the stand-in recorded), and
     doctor finds nothing to warn about in it (it used to miss twelve keys)."""
-    checkout = tmp_path / "fresh"
-    checkout.mkdir()
-    for name in CLONE_FILES:
-        shutil.copy(ROOT / name, checkout / name)
-    shutil.copytree(
-        ROOT / "devdb", checkout / "devdb", ignore=shutil.ignore_patterns("__pycache__")
-    )
+    checkout = copy_of_the_checkout(tmp_path / "fresh")
     env = clean_environment()
     env.pop("POSTGRES_IMAGE")
     env["COMPOSE_PROJECT_NAME"] = f"{RUN_PREFIX}fresh"  # doctor reads; nothing of anyone else's
@@ -185,13 +190,7 @@ def user_checkout(other_user, tmp_path_factory) -> Path:
         if parent == Path("/"):
             break
         parent.chmod(parent.stat().st_mode | 0o011)  # let the user pass through
-    checkout = folder / "checkout"
-    checkout.mkdir()
-    for name in CLONE_FILES:
-        shutil.copy(ROOT / name, checkout / name)
-    shutil.copytree(
-        ROOT / "devdb", checkout / "devdb", ignore=shutil.ignore_patterns("__pycache__")
-    )
+    checkout = copy_of_the_checkout(folder / "checkout")
     run(["chown", "-R", f"{other_user}:{other_user}", str(checkout)])
     python = shutil.which("python3", path="/usr/bin:/usr/local/bin")
     assert python, "no system python3 for the other user"
