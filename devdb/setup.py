@@ -34,6 +34,8 @@ NEWER_STANDIN_IMAGE = f"ai-interviewer/postgres:{NEWER_MAJOR}-offline"
 NEWER_IMAGE_VARIABLE = "DEVDB_TEST_NEWER_IMAGE"
 TEST_TOOLS = ("zstd",)  # the .zst cases of the restore tests read the tool's own output
 PULL_TIMEOUT_SECONDS = 120
+APT_UPDATE = ["apt-get", "update", "-qq"]  # a fresh machine may have no package lists yet
+APT_INSTALL = ["env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "install", "-y", "-qq"]
 
 
 def setup(
@@ -282,8 +284,7 @@ def ensure_tools(tools: tuple[str, ...], console: render.Console) -> bool:
             f"(for example: brew install {' '.join(missing)}), then run inv setup --tests again."
         )
     console.note(f"setup: installing {', '.join(missing)} with apt-get ...")
-    for argv in (["apt-get", "update", "-qq"],
-                 ["env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "install", "-y", "-qq", *missing]):  # fmt: skip
+    for argv in (APT_UPDATE, [*APT_INSTALL, *missing]):
         if run_as_root(argv).returncode != 0:
             raise ConfigError(f"`{' '.join(argv)}` failed; see its output above.")
     for tool in missing:
