@@ -30,7 +30,7 @@ from devdb.confirm import confirm
 from devdb.databases import execute, work_name
 from devdb.errors import ConfigError
 from devdb.render import human_size, key_values
-from devdb.settings import Settings
+from devdb.settings import Settings, has_control_character
 
 if TYPE_CHECKING:
     import psycopg
@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 PREFIX = "devdb_snap_"
 SPARE_PREFIX = "devdb_spare_"  # a ready copy of a snapshot: the next restore renames it in
 COPY = "CREATE DATABASE {} TEMPLATE {} STRATEGY FILE_COPY"
-NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
+NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]{0,39}")  # the whole name (fullmatch)
 NAME_RULE = "1-40 characters: lowercase letters, digits, - and _, starting with a letter or digit"
 SPACE_ADVICE = (
     "delete snapshots you no longer need (inv db-snapshot-delete) or free space for Docker."
@@ -188,10 +188,17 @@ def count(settings: Settings) -> int | None:
 
 
 def check_name(name: str) -> None:
-    if not NAME_PATTERN.match(name or ""):
-        raise ConfigError(
-            f"{name!r} is not a snapshot name; use {NAME_RULE} (e.g. before-migration)."
-        )
+    """The whole name follows the rule (`$` of a match would let a final line break through)."""
+    if NAME_PATTERN.fullmatch(name or ""):
+        return
+    problem = (
+        " (it contains a control character: a line break or tab?)"
+        if has_control_character(name or "")
+        else ""
+    )
+    raise ConfigError(
+        f"{name!r} is not a snapshot name{problem}; use {NAME_RULE} (e.g. before-migration)."
+    )
 
 
 # SQL ---------------------------------------------------------------------------------------

@@ -17,12 +17,20 @@ def test_safe_names_pass(name):
 
 
 @pytest.mark.parametrize(
-    "name", ["", "x" * 41, "Upper", "has space", "semi;colon", "quote'", "-leading", "dot.", "é"]
-)
+    "name",
+    ["", "x" * 41, "Upper", "has space", "semi;colon", "quote'", "-leading", "dot.", "é",
+     "ends-with-newline\n", "tab\tinside", "cr\r", "nul\x00"],
+)  # fmt: skip
 def test_unsafe_names_are_refused_with_the_rule(name):
     with pytest.raises(ConfigError, match="lowercase letters, digits") as caught:
         check_name(name)
     assert caught.value.exit_code == EXIT_CONFIG
+    assert "\n" not in str(caught.value)  # one line
+
+
+def test_a_control_character_is_named_as_the_problem():
+    with pytest.raises(ConfigError, match="control character"):
+        check_name("before-migration\n")
 
 
 def test_snapshot_and_work_databases_cannot_be_confused():
