@@ -26,6 +26,7 @@ from devdb import dumps
 from devdb.compose import Compose
 from devdb.errors import ConfigError, DevDbError
 from devdb.files import new_private_file
+from devdb.libpq import dbname_arguments
 from devdb.render import brief, human_size
 from devdb.settings import Settings
 
@@ -117,7 +118,9 @@ def _dump_into(
     compose: Compose, settings: Settings, chosen: str, stream: BinaryIO, direct: bool
 ) -> None:
     """pg_dump's output into `stream`: as its stdout when it is a plain file, else copied."""
-    command = ("pg_dump", f"--format={chosen}", "-U", settings.user, "-d", settings.database)
+    command = (
+        "pg_dump", f"--format={chosen}", "-U", settings.user, *dbname_arguments(settings.database),
+    )  # fmt: skip
     with tempfile.TemporaryFile() as errors:
         process = compose.exec_process(
             *command, stdin=subprocess.DEVNULL,
