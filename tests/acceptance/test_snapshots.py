@@ -252,3 +252,54 @@ def test_a_snapshot_that_does_not_fit_on_the_volume_is_refused_before_copying(ne
     assert done.returncode == 2, (done.stdout, done.stderr)
     assert "free and the copy needs" in done.stderr
     assert stack.query("SELECT count(*) FROM pg_database") == before
+
+
+ROLES_AND_SETTINGS = """
+CREATE ROLE app_reader NOLOGIN;
+CREATE ROLE app_admin NOLOGIN;
+GRANT CONNECT, TEMPORARY ON DATABASE {db} TO app_reader;
+GRANT CREATE ON DATABASE {db} TO app_admin WITH GRANT OPTION;
+SET ROLE app_admin;
+GRANT CREATE ON DATABASE {db} TO app_reader;
+RESET ROLE;
+REVOKE TEMPORARY ON DATABASE {db} FROM PUBLIC;
+ALTER DATABASE {db} SET search_path = 'public', '$user', 'my "x", y';
+ALTER DATABASE {db} SET work_mem = '12MB';
+ALTER ROLE app_reader IN DATABASE {db} SET statement_timeout = '5s';
+"""
+DATABASE_STATE = """
+SELECT pg_get_userbyid(d.datdba),
+       (SELECT array_agg(format('%%s>%%s:%%s:%%s', pg_get_userbyid(a.grantor),
+                                pg_get_userbyid(a.grantee), a.privilege_type, a.is_grantable)
+                         ORDER BY 1)
+        FROM aclexplode(d.datacl) a),
+       (SELECT array_agg(format('%%s:%%s', pg_get_userbyid(s.setrole), s.setconfig) ORDER BY 1)
+        FROM pg_db_role_setting s WHERE s.setdatabase = d.oid)
+FROM pg_database d WHERE d.datname = %s
+"""
+
+
+def database_state(stack: Stack) -> list[tuple]:
+    return stack.query(DATABASE_STATE, (SEED_DATABASE,), dbname="postgres")
+
+
+def assert_roles_cannot_be_dropped(stack: Stack) -> None:
+    for role in ("app_reader", "app_admin"):
+        with pytest.raises(psycopg.errors.DependentObjectsStillExist, match="cannot be dropped"):
+            stack.query(f"DROP ROLE {role}", dbname="postgres")
+
+
+def test_grants_settings_and_role_dependencies_survive_restores(stack, tmp_path):
+    stack.query(ROLES_AND_SETTINGS.format(db=SEED_DATABASE))
+    before = database_state(stack)
+    assert_roles_cannot_be_dropped(stack)  # what PostgreSQL says before any restore
+    inv_ok(stack, "db-snapshot", "roles")
+    wait_for_spare(stack, "roles")
+    inv_ok(stack, "db-snapshot-restore", "roles", "--yes")
+    assert database_state(stack) == before
+    assert_roles_cannot_be_dropped(stack)
+    archive = tmp_path / "roles.dump"
+    inv_ok(stack, "db-backup", "--output", str(archive))
+    inv_ok(stack, "db-restore", str(archive), "--yes", "--no-safety-backup")
+    assert database_state(stack) == before
+    assert_roles_cannot_be_dropped(stack)
