@@ -29,7 +29,8 @@ if TYPE_CHECKING:
     import psycopg
 
 WORK_PREFIX = "devdb_work_"  # a copy being made, or the database a swap replaced
-SPACE_MARGIN = 1.1  # room for the copy, plus a tenth for the WAL and catalogs it writes
+# Free space a copy leaves for the running server's own WAL: four 16 MiB segments.
+WAL_HEADROOM_BYTES = 64 * 1024 * 1024
 CLIENTS_SHOWN = 5
 FAILPOINT_VARIABLE = "DEVDB_FAILPOINT"  # tests only: pause at a named moment
 FAILPOINT_PAUSE_SECONDS = 30
@@ -165,17 +166,42 @@ def _clean_under_lock(settings: Settings) -> None:
 # Space -------------------------------------------------------------------------------------
 
 
-def ensure_space(settings: Settings, size_bytes: int, advice: str) -> None:
-    """Refuse before copying when the data volume has no room for `size_bytes` more."""
+def ensure_space(
+    settings: Settings, size_bytes: int, advice: str, wal_bytes: int | None = None
+) -> None:
+    """Refuse (ConfigError, exit 2, naming needed and free bytes) before a copy of
+    `size_bytes` that the data volume cannot hold together with the WAL it writes.
+
+    The WAL depends on how the copy is made, so the caller says (`wal_bytes`):
+    - `CREATE DATABASE ... STRATEGY FILE_COPY` (snapshots) copies the files and logs a single
+      record: 0.
+    - A load (pg_restore, psql, the WAL_LOG strategy, an upgrade's new server) logs every page
+      it writes, about its own size again. The server recycles WAL at checkpoints, started
+      at the latest every max_wal_size, so at most about that much is on disk at once:
+      `load_wal_bytes(conn, size)`.
+    - None (the caller cannot tell): the worst case, as much WAL as data.
+    On top of it, WAL_HEADROOM_BYTES stay free for the running server, which keeps writing
+    WAL meanwhile: a copy that fits to the byte would stop it at disk full (max_wal_size is a
+    soft limit, and the headroom also covers its overshoot).
+    """
     available = free_bytes(settings)
     if available is None:
         return  # cannot tell: a full disk fails the copy cleanly and the swap never happens
-    needed = int(size_bytes * SPACE_MARGIN)
+    wal = size_bytes if wal_bytes is None else wal_bytes
+    needed = size_bytes + wal + WAL_HEADROOM_BYTES
     if available < needed:
         raise ConfigError(
-            f"the data volume has {human_size(available)} free and the copy needs about "
-            f"{human_size(needed)}; {advice}"
+            f"the data volume has {available} bytes free ({human_size(available)}) and the "
+            f"copy needs {needed} bytes ({human_size(needed)}: {human_size(size_bytes)} of "
+            f"data, {human_size(wal)} of WAL, {human_size(WAL_HEADROOM_BYTES)} kept for the "
+            f"running server); {advice}"
         )
+
+
+def load_wal_bytes(conn: psycopg.Connection, size_bytes: int) -> int:
+    """The WAL on disk at once while `size_bytes` are loaded: the size, at most max_wal_size."""
+    limit = conn.execute("SELECT pg_size_bytes(current_setting('max_wal_size'))").fetchone()[0]
+    return min(size_bytes, int(limit))
 
 
 def free_bytes(settings: Settings) -> int | None:
