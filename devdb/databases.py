@@ -70,6 +70,12 @@ def execute(conn: psycopg.Connection, template: str, *names: str) -> None:
     conn.execute(sql.SQL(template).format(*map(sql.Identifier, names)))
 
 
+def prefix_pattern(prefix: str) -> str:
+    """A LIKE pattern for the names that start with exactly `prefix` (in LIKE, `_` is any
+    character: unescaped, devdb_work_% would take a user's devdb-work-1 for a leftover)."""
+    return re.sub(r"([\\_%])", r"\\\1", prefix) + "%"
+
+
 def exists(conn: psycopg.Connection, database: str) -> bool:
     found = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [database]).fetchone()
     return found is not None
@@ -131,7 +137,7 @@ def clean_leftovers(conn: psycopg.Connection) -> None:
     """
     rows = conn.execute(
         "SELECT datname FROM pg_database WHERE datname LIKE %s",
-        [WORK_PREFIX.replace("_", r"\_") + "%"],
+        [prefix_pattern(WORK_PREFIX)],
     ).fetchall()
     for (database,) in rows:
         execute(conn, "DROP DATABASE IF EXISTS {} WITH (FORCE)", database)

@@ -224,7 +224,7 @@ def _snapshots(conn: psycopg.Connection) -> list[Snapshot]:
     rows = conn.execute(
         "SELECT datname, shobj_description(oid, 'pg_database'), pg_database_size(oid) "
         "FROM pg_database WHERE datname LIKE %s ORDER BY datname",
-        [PREFIX.replace("_", r"\_") + "%"],
+        [databases.prefix_pattern(PREFIX)],
     ).fetchall()
     found = []
     for database, comment, size in rows:
