@@ -169,7 +169,6 @@ def test_a_control_character_in_the_volume_name_is_refused(project_dir):
         settings_from_config(config, Invocation(project_dir, {}))
 
 
-def test_a_control_character_in_the_password_is_refused_unseen(make_settings):
-    with pytest.raises(ConfigError, match="contains a control character") as caught:
-        make_settings({"POSTGRES_PASSWORD": "tab\tsecret"})
-    assert "secret" not in str(caught.value)
+def test_a_tab_in_the_password_is_kept_as_compose_gives_it(make_settings):
+    """The server stores and checks it exactly (only a line break is cut by initdb)."""
+    assert make_settings({"POSTGRES_PASSWORD": "tab\tsecret"}).password == "tab\tsecret"
