@@ -4,15 +4,19 @@ Custom format (pg_restore's own archive, compressed) by default; plain SQL with 
 plain` or a file name ending in .sql, compressed when the name says so (.sql.gz, .sql.xz,
 .sql.bz2, .sql.zst). The data goes from pg_dump straight into the file (through the compressor
 when there is one), never whole into memory. The file is written beside its target, flushed,
-made 0600 and renamed, so a failure never leaves a partial backup. `inv db-restore` reads
-every one of these (importer.py).
+made 0600 and only then given its name, so a failure never leaves a partial backup. No backup
+ever replaces a file: a default name taken meanwhile (two backups in the same second) gets the
+next number, an --output that exists is refused. `inv db-restore` reads every one of these
+(importer.py).
 """
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -21,7 +25,8 @@ from typing import TYPE_CHECKING, BinaryIO
 from devdb import dumps
 from devdb.compose import Compose
 from devdb.errors import ConfigError, DevDbError
-from devdb.files import private_file
+from devdb.files import new_private_file
+from devdb.libpq import dbname_arguments
 from devdb.render import brief, human_size
 from devdb.settings import Settings
 
@@ -79,29 +84,32 @@ def backup(
     compose.require_running()
     target = _target(settings, output, chosen == "plain")
     compression = dumps.compression_for(target) if chosen == "plain" else None
+    # --output names one file; a default name may move on to the next number.
+    names = [target] if output is not None else _free_names(target)
     started = time.monotonic()
-    with private_file(target) as (sink, tmp):
-        with dumps.compressing(sink, compression) as stream:
+    with new_private_file(names) as made:
+        with dumps.compressing(made.handle, compression) as stream:
             _dump_into(compose, settings, chosen, stream, direct=compression is None)
-        sink.flush()
-        _verify(tmp, chosen, compression)
+        made.handle.flush()
+        _verify(made.tmp, chosen, compression)
+    placed = made.path
     return BackupResult(
-        target, target.stat().st_size, time.monotonic() - started, chosen, compression
+        placed, placed.stat().st_size, time.monotonic() - started, chosen, compression
     )
 
 
 def _target(settings: Settings, output: Path | None, plain: bool) -> Path:
+    """The file asked for, or the default name; an --output that exists is refused before
+    pg_dump runs (and again when the file is put in place: it is never overwritten)."""
     target = (output or default_backup_path(settings, plain)).resolve()
     if target.is_dir():
         raise ConfigError(
             f"--output={target} is a directory; give a file name such as {target}/db.dump."
         )
-    if target.exists():
-        if output is not None:
-            raise ConfigError(
-                f"--output={target} exists already; choose another name (nothing was written)."
-            )
-        target = _next_free_name(target)  # two backups within one second
+    if output is not None and target.exists():
+        raise ConfigError(
+            f"--output={target} exists already; choose another name (nothing was written)."
+        )
     target.parent.mkdir(parents=True, exist_ok=True)
     return target
 
@@ -110,7 +118,9 @@ def _dump_into(
     compose: Compose, settings: Settings, chosen: str, stream: BinaryIO, direct: bool
 ) -> None:
     """pg_dump's output into `stream`: as its stdout when it is a plain file, else copied."""
-    command = ("pg_dump", f"--format={chosen}", "-U", settings.user, "-d", settings.database)
+    command = (
+        "pg_dump", f"--format={chosen}", "-U", settings.user, *dbname_arguments(settings.database),
+    )  # fmt: skip
     with tempfile.TemporaryFile() as errors:
         process = compose.exec_process(
             *command, stdin=subprocess.DEVNULL,
@@ -140,14 +150,14 @@ def _verify(written: Path, chosen: str, compression: str | None) -> None:
         raise BackupError("pg_dump produced no complete dump; nothing was written.")
 
 
-def _next_free_name(path: Path) -> Path:
+def _free_names(path: Path) -> Iterator[Path]:
+    """`path`, then the same name numbered before its suffixes (db-….dump, db-…-2.dump, …)."""
+    yield path
     parts = 2 if dumps.compression_for(path) else 1
     suffix = "".join(path.suffixes[-parts:])
     base = path.name[: len(path.name) - len(suffix)]
-    number = 2
-    while path.with_name(f"{base}-{number}{suffix}").exists():
-        number += 1
-    return path.with_name(f"{base}-{number}{suffix}")
+    for number in itertools.count(2):
+        yield path.with_name(f"{base}-{number}{suffix}")
 
 
 def backup_task(

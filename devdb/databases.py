@@ -11,6 +11,7 @@ or ended only when the user asks.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import shutil
 import time
@@ -28,7 +29,8 @@ if TYPE_CHECKING:
     import psycopg
 
 WORK_PREFIX = "devdb_work_"  # a copy being made, or the database a swap replaced
-SPACE_MARGIN = 1.1  # room for the copy, plus a tenth for the WAL and catalogs it writes
+# Free space a copy leaves for the running server's own WAL: four 16 MiB segments.
+WAL_HEADROOM_BYTES = 64 * 1024 * 1024
 CLIENTS_SHOWN = 5
 FAILPOINT_VARIABLE = "DEVDB_FAILPOINT"  # tests only: pause at a named moment
 FAILPOINT_PAUSE_SECONDS = 30
@@ -68,6 +70,12 @@ def execute(conn: psycopg.Connection, template: str, *names: str) -> None:
     conn.execute(sql.SQL(template).format(*map(sql.Identifier, names)))
 
 
+def prefix_pattern(prefix: str) -> str:
+    """A LIKE pattern for the names that start with exactly `prefix` (in LIKE, `_` is any
+    character: unescaped, devdb_work_% would take a user's devdb-work-1 for a leftover)."""
+    return re.sub(r"([\\_%])", r"\\\1", prefix) + "%"
+
+
 def exists(conn: psycopg.Connection, database: str) -> bool:
     found = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [database]).fetchone()
     return found is not None
@@ -104,8 +112,10 @@ def create_empty_like(conn: psycopg.Connection, database: str, template_of: str)
 def swap_in(conn: psycopg.Connection, database: str, fresh: str, terminate: bool) -> None:
     """`fresh` takes the name `database` in one transaction; the replaced one becomes a leftover.
 
-    The configured database's own grants and settings (GRANT ... ON DATABASE, ALTER DATABASE
-    ... SET) pass to its replacement.
+    The configured database's owner, grants and settings (GRANT ... ON DATABASE, ALTER
+    DATABASE ... SET, ALTER ROLE ... IN DATABASE ... SET) pass to its replacement in the same
+    transaction, with the roles' dependencies on them: a role with a grant on the database
+    still cannot be dropped.
     """
     replaced = work_name()
 
@@ -127,7 +137,7 @@ def clean_leftovers(conn: psycopg.Connection) -> None:
     """
     rows = conn.execute(
         "SELECT datname FROM pg_database WHERE datname LIKE %s",
-        [WORK_PREFIX.replace("_", r"\_") + "%"],
+        [prefix_pattern(WORK_PREFIX)],
     ).fetchall()
     for (database,) in rows:
         execute(conn, "DROP DATABASE IF EXISTS {} WITH (FORCE)", database)
@@ -162,17 +172,42 @@ def _clean_under_lock(settings: Settings) -> None:
 # Space -------------------------------------------------------------------------------------
 
 
-def ensure_space(settings: Settings, size_bytes: int, advice: str) -> None:
-    """Refuse before copying when the data volume has no room for `size_bytes` more."""
+def ensure_space(
+    settings: Settings, size_bytes: int, advice: str, wal_bytes: int | None = None
+) -> None:
+    """Refuse (ConfigError, exit 2, naming needed and free bytes) before a copy of
+    `size_bytes` that the data volume cannot hold together with the WAL it writes.
+
+    The WAL depends on how the copy is made, so the caller says (`wal_bytes`):
+    - `CREATE DATABASE ... STRATEGY FILE_COPY` (snapshots) copies the files and logs a single
+      record: 0.
+    - A load (pg_restore, psql, the WAL_LOG strategy, an upgrade's new server) logs every page
+      it writes, about its own size again. The server recycles WAL at checkpoints, started
+      at the latest every max_wal_size, so at most about that much is on disk at once:
+      `load_wal_bytes(conn, size)`.
+    - None (the caller cannot tell): the worst case, as much WAL as data.
+    On top of it, WAL_HEADROOM_BYTES stay free for the running server, which keeps writing
+    WAL meanwhile: a copy that fits to the byte would stop it at disk full (max_wal_size is a
+    soft limit, and the headroom also covers its overshoot).
+    """
     available = free_bytes(settings)
     if available is None:
         return  # cannot tell: a full disk fails the copy cleanly and the swap never happens
-    needed = int(size_bytes * SPACE_MARGIN)
+    wal = size_bytes if wal_bytes is None else wal_bytes
+    needed = size_bytes + wal + WAL_HEADROOM_BYTES
     if available < needed:
         raise ConfigError(
-            f"the data volume has {human_size(available)} free and the copy needs about "
-            f"{human_size(needed)}; {advice}"
+            f"the data volume has {available} bytes free ({human_size(available)}) and the "
+            f"copy needs {needed} bytes ({human_size(needed)}: {human_size(size_bytes)} of "
+            f"data, {human_size(wal)} of WAL, {human_size(WAL_HEADROOM_BYTES)} kept for the "
+            f"running server); {advice}"
         )
+
+
+def load_wal_bytes(conn: psycopg.Connection, size_bytes: int) -> int:
+    """The WAL on disk at once while `size_bytes` are loaded: the size, at most max_wal_size."""
+    limit = conn.execute("SELECT pg_size_bytes(current_setting('max_wal_size'))").fetchone()[0]
+    return min(size_bytes, int(limit))
 
 
 def free_bytes(settings: Settings) -> int | None:
@@ -247,16 +282,121 @@ def alone_on(
 
 
 def _keep_database_grants(conn: psycopg.Connection, current: str, fresh: str) -> None:
-    conn.execute(
-        "UPDATE pg_database SET datacl = (SELECT datacl FROM pg_database WHERE datname = %s) "
-        "WHERE datname = %s",
+    """`fresh` gets the owner, grants and settings of `current`, through the statements a
+    person would type (ALTER DATABASE ... OWNER, GRANT, ALTER ... SET): they record the role
+    dependencies (pg_shdepend) that make `DROP ROLE` of a role with a grant on the database
+    refuse, which copying the catalog rows would leave behind."""
+    owner = conn.execute(
+        "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = %s", [current]
+    ).fetchone()[0]
+    execute(conn, "ALTER DATABASE {} OWNER TO {}", fresh, owner)
+    _keep_acl(conn, current, fresh)
+    _keep_settings(conn, current, fresh)
+
+
+DATABASE_PRIVILEGES = frozenset({"CREATE", "TEMPORARY", "CONNECT"})
+# Entries of a database's ACL, the owner's grants first, then in the order they were made
+# (a grant made through a grant option needs the grant that gave it). NULL is PUBLIC, and as
+# grantor the owner (GRANT by a superuser is recorded as the owner's).
+_ACL_ENTRIES = """
+SELECT CASE WHEN a.grantor = d.datdba THEN NULL ELSE pg_get_userbyid(a.grantor) END,
+       CASE WHEN a.grantee = 0 THEN NULL ELSE pg_get_userbyid(a.grantee) END,
+       a.privilege_type, a.is_grantable
+FROM pg_database d,
+     aclexplode(coalesce(d.datacl, acldefault('d', d.datdba)))
+         WITH ORDINALITY AS a(grantor, grantee, privilege_type, is_grantable, n)
+WHERE d.datname = %s ORDER BY a.grantor <> d.datdba, a.n
+"""
+
+
+def _keep_acl(conn: psycopg.Connection, current: str, fresh: str) -> None:
+    """Revoke what `fresh` has, then grant what `current` has, each as its grantor."""
+    from psycopg import sql
+
+    same = conn.execute(
+        "SELECT (SELECT datacl FROM pg_database WHERE datname = %s) IS NULL "
+        "AND (SELECT datacl FROM pg_database WHERE datname = %s) IS NULL",
         [current, fresh],
-    )
-    conn.execute(
-        "UPDATE pg_db_role_setting SET setdatabase = (SELECT oid FROM pg_database WHERE datname = %s) "
-        "WHERE setdatabase = (SELECT oid FROM pg_database WHERE datname = %s)",
-        [fresh, current],
-    )
+    ).fetchone()[0]
+    if same:
+        return  # both the owner's defaults (and the owner is the same now)
+    database = sql.Identifier(fresh)
+    for grantee in {row[1] for row in conn.execute(_ACL_ENTRIES, [fresh]).fetchall()}:
+        conn.execute(
+            sql.SQL("REVOKE ALL ON DATABASE {} FROM {} CASCADE").format(database, _role(grantee))
+        )
+    for grantor, grantee, privilege, grantable in conn.execute(_ACL_ENTRIES, [current]).fetchall():
+        if privilege not in DATABASE_PRIVILEGES:
+            raise DevDbError(f"unexpected privilege {privilege!r} on database {current}")
+        grant = sql.SQL("GRANT {} ON DATABASE {} TO {}{}").format(
+            sql.SQL(privilege), database, _role(grantee),
+            sql.SQL(" WITH GRANT OPTION" if grantable else ""),
+        )  # fmt: skip
+        if grantor is not None:  # recorded as this grantor's, as it was
+            conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(grantor)))
+        conn.execute(grant)
+        if grantor is not None:
+            conn.execute("RESET ROLE")
+
+
+def _role(name: str | None) -> psycopg.sql.Composable:
+    from psycopg import sql
+
+    return sql.SQL("PUBLIC") if name is None else sql.Identifier(name)
+
+
+# Settings whose value is a list of names, stored quoted (pg_dump knows the same ones).
+LIST_SETTINGS = frozenset(
+    {"search_path", "temp_tablespaces", "session_preload_libraries", "local_preload_libraries"}
+)
+
+
+def _keep_settings(conn: psycopg.Connection, current: str, fresh: str) -> None:
+    """ALTER DATABASE ... SET and ALTER ROLE ... IN DATABASE ... SET, as on `current`."""
+    from psycopg import sql
+
+    rows = conn.execute(
+        "SELECT CASE WHEN s.setrole = 0 THEN NULL ELSE pg_get_userbyid(s.setrole) END, "
+        "s.setconfig FROM pg_db_role_setting s JOIN pg_database d ON d.oid = s.setdatabase "
+        "WHERE d.datname = %s",
+        [current],
+    ).fetchall()
+    for role, config in rows:
+        target = (
+            sql.SQL("ALTER DATABASE {}").format(sql.Identifier(fresh))
+            if role is None
+            else sql.SQL("ALTER ROLE {} IN DATABASE {}").format(
+                sql.Identifier(role), sql.Identifier(fresh)
+            )
+        )
+        for item in config:
+            name, value = item.split("=", 1)
+            values = guc_list(value) if name in LIST_SETTINGS else [value]
+            conn.execute(
+                sql.SQL("{} SET {} = {}").format(
+                    target,
+                    sql.Identifier(*name.split(".")),
+                    sql.SQL(", ").join(map(sql.Literal, values)),
+                )
+            )
+
+
+def guc_list(value: str) -> list[str]:
+    """The elements of a list setting as the catalog stores it: separated by commas, each
+    bare or in double quotes, a quote inside doubled (e.g. public, "$user", "my ""x"" y")."""
+    elements = []
+    position = 0
+    while position < len(value):
+        found = _LIST_ELEMENT.match(value, position)
+        quoted, bare = found["quoted"], found["bare"]
+        elements.append(quoted.replace('""', '"') if quoted is not None else bare)
+        if found.end() == position:
+            break
+        position = found.end()
+    return elements
+
+
+_LIST_ELEMENT = re.compile(r'\s*(?:"(?P<quoted>(?:[^"]|"")*)"|(?P<bare>[^,]*?))\s*(?:,|\Z)')
 
 
 def failpoint(name: str) -> None:

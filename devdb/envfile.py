@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import secrets
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from devdb.compose_invocation import defined_keys
 from devdb.errors import ConfigError, DevDbError
-from devdb.files import PRIVATE_FILE_MODE, write_private
+from devdb.files import new_private_file, write_private
 from devdb.settings import PASSWORD, ROOT
 
 if TYPE_CHECKING:
@@ -70,7 +70,8 @@ def env_init_task(force: bool, console: Console) -> None:
 
 
 def env_init(target: Path, force: bool, example: Path = EXAMPLE) -> EnvInitResult:
-    """Create `target` from the example with a fresh password; keep an old one as .env.bak."""
+    """Create `target` from the example with a fresh password; keep an old one as .env.bak
+    (or .env.bak.2, .3, ...: an earlier backup is never overwritten)."""
     backup = None
     if target.exists():
         if not force:
@@ -78,11 +79,18 @@ def env_init(target: Path, force: bool, example: Path = EXAMPLE) -> EnvInitResul
                 f"{target} exists already; nothing was changed. Pass --force to replace it "
                 "(the old file is kept as .env.bak)."
             )
-        backup = target.with_name(target.name + ".bak")
-        shutil.copy2(target, backup)
-        os.chmod(backup, PRIVATE_FILE_MODE)
+        backup = keep_copy(target)
     write_private(target, with_password(example.read_text(encoding="utf-8"), generate_password()))
     return EnvInitResult(target, backup)
+
+
+def keep_copy(target: Path) -> Path:
+    """A private copy of `target` under the first free name of .bak, .bak.2, .bak.3, ..."""
+    first = target.with_name(target.name + ".bak")
+    numbered = (first.with_name(f"{first.name}.{n}") for n in itertools.count(2))
+    with new_private_file(itertools.chain([first], numbered)) as made:
+        made.handle.write(target.read_bytes())
+    return made.path
 
 
 def refuse_overridden(values: dict[str, str], path: Path, then: str) -> None:

@@ -9,6 +9,7 @@ from devdb import render
 from devdb.compose import Compose, docker
 from devdb.confirm import confirm
 from devdb.errors import ConfigError, DevDbError, NotReady
+from devdb.libpq import dbname_arguments
 from devdb.readiness import Transient, login_probe
 from devdb.settings import SERVICE, Settings
 from devdb.snapshots import count as snapshot_count
@@ -80,7 +81,8 @@ def shell(settings: Settings, command: str | None) -> int:
     """psql inside the container; returns psql's exit code."""
     compose = Compose(settings)
     compose.require_running()
-    psql = ["psql", "-v", "ON_ERROR_STOP=1", "-U", settings.user, "-d", settings.database]
+    psql = ["psql", "-v", "ON_ERROR_STOP=1", "-U", settings.user,
+            *dbname_arguments(settings.database)]  # fmt: skip
     if command is not None:
         psql += ["-c", command]
     # -T (no pseudo-terminal) unless a person is typing: scripts and pipes keep psql's status.

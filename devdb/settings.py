@@ -43,6 +43,7 @@ PASSWORD_FILE = "POSTGRES_PASSWORD_FILE"  # noqa: S105
 DATABASE = "POSTGRES_DB"
 BIND = "POSTGRES_BIND"
 PORT = "POSTGRES_PORT"
+VOLUME = "POSTGRES_VOLUME"
 
 ENVIRONMENT = "the environment"
 COMPOSE_FILES = "the compose files"
@@ -130,20 +131,23 @@ def settings_from_config(config: ProjectConfig, invocation: Invocation) -> Setti
     environment = {k: v for k, v in (service.get("environment") or {}).items() if v is not None}
     user = check.identifier(USER, environment.get(USER) or IMAGE_DEFAULT_USER)
     ports = _published(service, check)
+    backup_dir = invocation.environ.get(BACKUP_DIR_VARIABLE) or str(
+        invocation.root / BACKUP_DIR_NAME
+    )
     return Settings(
-        project=config.project,
-        image=check.non_empty(IMAGE, service.get("image") or ""),
-        container_name=service.get("container_name") or f"{config.project}-{SERVICE}-1",
+        project=check.one_line(PROJECT, config.project),
+        image=check.one_line(IMAGE, check.non_empty(IMAGE, service.get("image") or "")),
+        container_name=check.one_line(
+            CONTAINER, service.get("container_name") or f"{config.project}-{SERVICE}-1"
+        ),
         user=user,
         password=check.password(environment),
         database=check.identifier(DATABASE, environment.get(DATABASE) or user),
         published=tuple(ports),
-        volume_name=_data_volume(service, config),
+        volume_name=check.one_line(VOLUME, _data_volume(service, config)),
         invocation=invocation,
         warnings=config.warnings,
-        backup_dir=Path(
-            invocation.environ.get(BACKUP_DIR_VARIABLE) or invocation.root / BACKUP_DIR_NAME
-        ),
+        backup_dir=Path(check.one_line(BACKUP_DIR_VARIABLE, backup_dir)),
     )
 
 
@@ -219,10 +223,15 @@ class _Validator:
                 f"is longer than {MAX_IDENTIFIER_BYTES} bytes and PostgreSQL would truncate it",
                 "choose a shorter name",
             )  # fmt: skip
-        if any(unicodedata.category(char) == "Cc" for char in value):
+        return self.one_line(name, value)
+
+    def one_line(self, name: str, value: str) -> str:
+        """No control characters: a line break, tab or escape in a name or path is a mistake
+        (CRLF line endings, a quote spanning lines) that would name something else."""
+        if has_control_character(value):
             raise self._fail(
                 name, value, "contains a control character (a line break or tab?)",
-                "write the name on one line, without quotes spanning lines",
+                "write it on one line, without quotes spanning lines (and with LF line endings)",
             )  # fmt: skip
         return value
 
@@ -242,6 +251,8 @@ class _Validator:
                 PASSWORD, None, "contains a line break (or a carriage return: CR line endings?)",
                 "the server would keep only part of it; write it on one line",
             )  # fmt: skip
+        # Other control characters (a tab) the server stores and checks exactly as given, and
+        # Compose hands them over as written: the login works, so they are not refused.
         return value
 
     def ip_address(self, name: str, value: str) -> str:
@@ -258,6 +269,10 @@ class _Validator:
                 f"{PORT_FIX} (the tasks need a fixed host port)",
             )  # fmt: skip
         return int(value)
+
+
+def has_control_character(value: str) -> bool:
+    return any(unicodedata.category(char) == "Cc" for char in value)
 
 
 def parse_timeout(value: object, flag: str = "--timeout") -> float:

@@ -30,7 +30,7 @@ from devdb.confirm import confirm
 from devdb.databases import execute, work_name
 from devdb.errors import ConfigError
 from devdb.render import human_size, key_values
-from devdb.settings import Settings
+from devdb.settings import Settings, has_control_character
 
 if TYPE_CHECKING:
     import psycopg
@@ -40,7 +40,8 @@ if TYPE_CHECKING:
 PREFIX = "devdb_snap_"
 SPARE_PREFIX = "devdb_spare_"  # a ready copy of a snapshot: the next restore renames it in
 COPY = "CREATE DATABASE {} TEMPLATE {} STRATEGY FILE_COPY"
-NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
+FILE_COPY_WAL = 0  # COPY writes the files and one WAL record (databases.ensure_space)
+NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]{0,39}")  # the whole name (fullmatch)
 NAME_RULE = "1-40 characters: lowercase letters, digits, - and _, starting with a letter or digit"
 SPACE_ADVICE = (
     "delete snapshots you no longer need (inv db-snapshot-delete) or free space for Docker."
@@ -73,7 +74,7 @@ def take(settings: Settings, name: str, force: bool, terminate: bool, console: C
                 "to replace it (inv db-snapshots lists them)."
             )
         size = databases.size(conn, settings.database)
-        databases.ensure_space(settings, size, SPACE_ADVICE)
+        databases.ensure_space(settings, size, SPACE_ADVICE, FILE_COPY_WAL)
         started = time.monotonic()
         work = work_name()
         databases.alone_on(conn, settings.database, terminate,
@@ -127,7 +128,7 @@ def restore(
         started = time.monotonic()
         fresh = SPARE_PREFIX + name  # made ready after the snapshot or the last restore
         if not databases.exists(conn, fresh):
-            databases.ensure_space(settings, snapshot.size_bytes, SPACE_ADVICE)
+            databases.ensure_space(settings, snapshot.size_bytes, SPACE_ADVICE, FILE_COPY_WAL)
             fresh = work_name()
             execute(conn, COPY, fresh, snapshot.database)
         databases.swap_in(conn, settings.database, fresh, terminate)
@@ -152,7 +153,8 @@ def refill(settings: Settings, name: str) -> None:
         if not databases.exists(conn, master) or databases.exists(conn, spare):
             return
         try:
-            databases.ensure_space(settings, databases.size(conn, master), SPACE_ADVICE)
+            size = databases.size(conn, master)
+            databases.ensure_space(settings, size, SPACE_ADVICE, FILE_COPY_WAL)
         except ConfigError:
             return  # no room for a spare: the next restore copies instead
         work = work_name()
@@ -188,10 +190,17 @@ def count(settings: Settings) -> int | None:
 
 
 def check_name(name: str) -> None:
-    if not NAME_PATTERN.match(name or ""):
-        raise ConfigError(
-            f"{name!r} is not a snapshot name; use {NAME_RULE} (e.g. before-migration)."
-        )
+    """The whole name follows the rule (`$` of a match would let a final line break through)."""
+    if NAME_PATTERN.fullmatch(name or ""):
+        return
+    problem = (
+        " (it contains a control character: a line break or tab?)"
+        if has_control_character(name or "")
+        else ""
+    )
+    raise ConfigError(
+        f"{name!r} is not a snapshot name{problem}; use {NAME_RULE} (e.g. before-migration)."
+    )
 
 
 # SQL ---------------------------------------------------------------------------------------
@@ -215,7 +224,7 @@ def _snapshots(conn: psycopg.Connection) -> list[Snapshot]:
     rows = conn.execute(
         "SELECT datname, shobj_description(oid, 'pg_database'), pg_database_size(oid) "
         "FROM pg_database WHERE datname LIKE %s ORDER BY datname",
-        [PREFIX.replace("_", r"\_") + "%"],
+        [databases.prefix_pattern(PREFIX)],
     ).fetchall()
     found = []
     for database, comment, size in rows:

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import pytest
 
-from tests.acceptance.stack import Stack, seeded
+from tests.acceptance.stack import ROOT, Stack, seeded
 
 SCHEMA = """
 CREATE TABLE people (id serial PRIMARY KEY, name text NOT NULL, profile jsonb);
@@ -142,3 +147,27 @@ def test_backup_of_a_stopped_database_is_a_clear_error(new_stack, tmp_path):
     assert done.returncode == 5
     assert "inv db-up" in done.stderr
     assert not target.exists()
+
+
+def test_backups_started_in_the_same_second_never_share_a_file(stack):
+    """The default name has one-second resolution: backups started together each get a file
+    of their own (the old free-name check, then rename, let one replace the other)."""
+    backups = Path(stack.env()["DEVDB_BACKUP_DIR"])
+    before = set(backups.glob("*")) if backups.exists() else set()
+    original = fingerprint(stack)
+    time.sleep(1.05 - time.time() % 1)  # just after a second starts: the same stamp for all
+    runs = [
+        subprocess.Popen([sys.executable, "-m", "invoke", "db-backup"], cwd=ROOT, env=stack.env(),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(3)
+    ]  # fmt: skip
+    outputs = [run.communicate(timeout=120) for run in runs]
+    assert [run.returncode for run in runs] == [0, 0, 0], outputs
+    printed = [Path(out.strip().splitlines()[-1]) for out, _ in outputs]
+    assert len(set(printed)) == 3, printed
+    assert set(backups.glob("*")) - before == set(printed)  # no temporary file left either
+    for path in printed:
+        stack.query("DELETE FROM people")
+        done = stack.inv("db-restore", str(path), "--yes", "--no-safety-backup")
+        assert done.returncode == 0, done.stderr
+        assert fingerprint(stack) == original

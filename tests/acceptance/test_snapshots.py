@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -10,6 +11,7 @@ import sys
 import psycopg
 import pytest
 
+from devdb.databases import WAL_HEADROOM_BYTES
 from devdb.snapshots import PREFIX, SPARE_PREFIX
 from tests.acceptance.fingerprint import fingerprint
 from tests.acceptance.stack import ROOT, SEED_DATABASE, SEED_PASSWORD, SEED_USER, Stack, run
@@ -234,21 +236,105 @@ def test_force_replaces_a_snapshot_of_the_same_name(stack):
     assert state(stack) == changed
 
 
-def test_a_snapshot_that_does_not_fit_on_the_volume_is_refused_before_copying(new_stack):
-    """A data volume on a 256 MiB tmpfs, filled so that the database outgrows what is left."""
-    stack = new_stack("snap-full")
+def tmpfs_stack(new_stack, label: str) -> Stack:
+    """A started stack whose data volume is a 256 MiB tmpfs: a small disk to fill."""
+    stack = new_stack(label)
     made = run(["docker", "volume", "create", "--driver", "local", "--opt", "type=tmpfs",
                 "--opt", "device=tmpfs", "--opt", "o=size=256m", stack.volume])  # fmt: skip
     assert made.returncode == 0, made.stderr
     stack.up()
+    return stack
+
+
+def volume_free(stack: Stack) -> int:
     df = run(["docker", "exec", stack.container, "df", "-Pk", "/var/lib/postgresql/data"])
-    free_bytes = int(df.stdout.splitlines()[-1].split()[3]) * 1024
-    rows = int(free_bytes * 0.6) // ROW_BYTES  # then the copy (the size, and a tenth) cannot fit
+    return int(df.stdout.splitlines()[-1].split()[3]) * 1024
+
+
+def fill(stack: Stack, size_bytes: int) -> None:
     # UNLOGGED: no WAL, so the filling itself does not run out of room first.
     stack.query("CREATE UNLOGGED TABLE filler AS SELECT repeat(md5(i::text), 20) AS v "
-                "FROM generate_series(1, %s) i", (rows,))  # fmt: skip
+                "FROM generate_series(1, %s) i", (size_bytes // ROW_BYTES,))  # fmt: skip
+
+
+def database_size(stack: Stack) -> int:
+    return stack.query("SELECT pg_database_size(current_database())")[0][0]
+
+
+def test_a_snapshot_that_does_not_fit_on_the_volume_is_refused_before_copying(new_stack):
+    stack = tmpfs_stack(new_stack, "snap-full")
+    fill(stack, int(volume_free(stack) * 0.6))  # then the copy cannot fit
     before = stack.query("SELECT count(*) FROM pg_database")
     done = stack.inv("db-snapshot", "too-big")
     assert done.returncode == 2, (done.stdout, done.stderr)
-    assert "free and the copy needs" in done.stderr
+    assert "bytes free" in done.stderr
+    assert "the copy needs" in done.stderr
     assert stack.query("SELECT count(*) FROM pg_database") == before
+
+
+def test_a_copy_that_would_leave_the_running_server_no_room_is_refused(new_stack):
+    """The copy alone fits (the old rule, its size and a tenth, let it through), but it would
+    leave less than the headroom the running server needs for its WAL: refused, in bytes."""
+    stack = tmpfs_stack(new_stack, "snap-headroom")
+    left_over = 30 * 1024 * 1024  # free space once the copy is made: less than the headroom
+    fill(stack, (volume_free(stack) - database_size(stack) - left_over) // 2)
+    size, free = database_size(stack), volume_free(stack)
+    assert size * 1.1 <= free < size + WAL_HEADROOM_BYTES, (size, free)  # the test's premise
+    before = (state(stack), stack.query("SELECT datname FROM pg_database ORDER BY 1"))
+    done = stack.inv("db-snapshot", "tight")
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, done.stderr
+    assert re.search(r"has \d+ bytes free .* needs \d+ bytes", errors[0]), errors[0]
+    assert (state(stack), stack.query("SELECT datname FROM pg_database ORDER BY 1")) == before
+
+
+ROLES_AND_SETTINGS = """
+CREATE ROLE app_reader NOLOGIN;
+CREATE ROLE app_admin NOLOGIN;
+GRANT CONNECT, TEMPORARY ON DATABASE {db} TO app_reader;
+GRANT CREATE ON DATABASE {db} TO app_admin WITH GRANT OPTION;
+SET ROLE app_admin;
+GRANT CREATE ON DATABASE {db} TO app_reader;
+RESET ROLE;
+REVOKE TEMPORARY ON DATABASE {db} FROM PUBLIC;
+ALTER DATABASE {db} SET search_path = 'public', '$user', 'my "x", y';
+ALTER DATABASE {db} SET work_mem = '12MB';
+ALTER ROLE app_reader IN DATABASE {db} SET statement_timeout = '5s';
+"""
+DATABASE_STATE = """
+SELECT pg_get_userbyid(d.datdba),
+       (SELECT array_agg(format('%%s>%%s:%%s:%%s', pg_get_userbyid(a.grantor),
+                                pg_get_userbyid(a.grantee), a.privilege_type, a.is_grantable)
+                         ORDER BY 1)
+        FROM aclexplode(d.datacl) a),
+       (SELECT array_agg(format('%%s:%%s', pg_get_userbyid(s.setrole), s.setconfig) ORDER BY 1)
+        FROM pg_db_role_setting s WHERE s.setdatabase = d.oid)
+FROM pg_database d WHERE d.datname = %s
+"""
+
+
+def database_state(stack: Stack) -> list[tuple]:
+    return stack.query(DATABASE_STATE, (SEED_DATABASE,), dbname="postgres")
+
+
+def assert_roles_cannot_be_dropped(stack: Stack) -> None:
+    for role in ("app_reader", "app_admin"):
+        with pytest.raises(psycopg.errors.DependentObjectsStillExist, match="cannot be dropped"):
+            stack.query(f"DROP ROLE {role}", dbname="postgres")
+
+
+def test_grants_settings_and_role_dependencies_survive_restores(stack, tmp_path):
+    stack.query(ROLES_AND_SETTINGS.format(db=SEED_DATABASE))
+    before = database_state(stack)
+    assert_roles_cannot_be_dropped(stack)  # what PostgreSQL says before any restore
+    inv_ok(stack, "db-snapshot", "roles")
+    wait_for_spare(stack, "roles")
+    inv_ok(stack, "db-snapshot-restore", "roles", "--yes")
+    assert database_state(stack) == before
+    assert_roles_cannot_be_dropped(stack)
+    archive = tmp_path / "roles.dump"
+    inv_ok(stack, "db-backup", "--output", str(archive))
+    inv_ok(stack, "db-restore", str(archive), "--yes", "--no-safety-backup")
+    assert database_state(stack) == before
+    assert_roles_cannot_be_dropped(stack)

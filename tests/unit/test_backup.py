@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from devdb.backup import _next_free_name, choose_format
+from devdb.backup import _free_names, choose_format
 from devdb.errors import ConfigError
 
 
@@ -39,10 +39,14 @@ def test_an_unknown_format_is_refused():
         choose_format("tar", None)
 
 
-def test_a_taken_default_name_gets_a_number_before_its_suffixes(tmp_path):
+def names(path: Path, count: int) -> list[str]:
+    found = _free_names(path)
+    return [next(found).name for _ in range(count)]
+
+
+def test_a_default_name_numbers_its_successors_before_their_suffixes(tmp_path):
     first = tmp_path / "app-20261129T000000Z.sql.gz"
-    first.touch()
-    assert _next_free_name(first).name == "app-20261129T000000Z-2.sql.gz"
-    dump = tmp_path / "app.v2-1.dump"
-    dump.touch()
-    assert _next_free_name(dump).name == "app.v2-1-2.dump"
+    assert names(first, 3) == [
+        "app-20261129T000000Z.sql.gz", "app-20261129T000000Z-2.sql.gz", "app-20261129T000000Z-3.sql.gz",
+    ]  # fmt: skip
+    assert names(tmp_path / "app.v2-1.dump", 2) == ["app.v2-1.dump", "app.v2-1-2.dump"]

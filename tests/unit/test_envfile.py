@@ -45,6 +45,17 @@ def test_env_init_force_keeps_the_old_file_as_bak(tmp_path):
     assert "mine" not in target.read_text()
 
 
+def test_env_init_force_never_overwrites_an_earlier_bak(tmp_path):
+    target = tmp_path / ".env"
+    kept = []
+    for number in range(3):
+        target.write_text(f"POSTGRES_PASSWORD=mine{number}\n")
+        kept.append(env_init(target, force=True).backup)
+    assert [p.name for p in kept] == [".env.bak", ".env.bak.2", ".env.bak.3"]
+    assert [p.read_text() for p in kept] == [f"POSTGRES_PASSWORD=mine{n}\n" for n in range(3)]
+    assert all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in kept)
+
+
 def test_passwords_are_new_each_time(tmp_path):
     first, second = tmp_path / "a", tmp_path / "b"
     env_init(first, False)

@@ -132,3 +132,43 @@ def test_timeout_default_and_decimal():
 def test_unspecified_bind_address_is_reached_on_loopback(make_settings):
     assert make_settings({"POSTGRES_BIND": "0.0.0.0"}).connect_host == "127.0.0.1"
     assert make_settings({"POSTGRES_BIND": "::"}).connect_host == "::1"
+
+
+@pytest.mark.parametrize(
+    ("environ", "variable"),
+    [
+        ({"POSTGRES_IMAGE": "postgres:15-alpine\r"}, "POSTGRES_IMAGE"),
+        ({"POSTGRES_CONTAINER_NAME": "pg\t1"}, "POSTGRES_CONTAINER_NAME"),
+        ({"COMPOSE_PROJECT_NAME": "proj\x1b"}, "COMPOSE_PROJECT_NAME"),
+        ({"POSTGRES_USER": "ann\n"}, "POSTGRES_USER"),
+        ({"POSTGRES_DB": "app\r"}, "POSTGRES_DB"),
+        ({"DEVDB_BACKUP_DIR": "/tmp/backups\n"}, "DEVDB_BACKUP_DIR"),
+    ],
+)
+def test_a_control_character_in_any_setting_is_refused_in_one_line(
+    make_settings, environ, variable
+):
+    with pytest.raises(ConfigError) as caught:
+        make_settings(environ)
+    message = str(caught.value)
+    assert message.startswith(f"{variable}=")
+    assert "contains a control character" in message
+    assert "\n" not in message
+    assert caught.value.exit_code == EXIT_CONFIG
+
+
+def test_a_control_character_in_the_volume_name_is_refused(project_dir):
+    from dataclasses import replace
+
+    from devdb.compose_invocation import Invocation
+    from devdb.settings import settings_from_config
+    from tests.unit.conftest import compose_answer
+
+    config = replace(compose_answer({}), volumes={"postgres_data": {"name": "data\x07"}})
+    with pytest.raises(ConfigError, match=r"POSTGRES_VOLUME=.* contains a control character"):
+        settings_from_config(config, Invocation(project_dir, {}))
+
+
+def test_a_tab_in_the_password_is_kept_as_compose_gives_it(make_settings):
+    """The server stores and checks it exactly (only a line break is cut by initdb)."""
+    assert make_settings({"POSTGRES_PASSWORD": "tab\tsecret"}).password == "tab\tsecret"

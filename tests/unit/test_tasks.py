@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import io
+import re
+from contextlib import redirect_stdout
 
 import pytest
-from invoke import Exit
+from invoke import Collection, Exit, Program
 
 import tasks
-from devdb import lifecycle
+from devdb import errors, lifecycle
 from devdb.cli import DEBUG_VARIABLE, handled
 from devdb.errors import (
+    EXIT_CODES_HELP,
     EXIT_CONFIG,
     EXIT_CREDENTIALS,
     EXIT_DOCKER,
@@ -91,10 +94,25 @@ def test_reset_on_a_terminal_needs_the_word_yes(make_settings, monkeypatch):
     assert "its 2 snapshot(s)" in out.getvalue()
 
 
-def test_every_task_documents_the_exit_codes():
-    documented = [t for t in vars(tasks).values() if hasattr(t, "body")]
-    assert len(documented) >= 9
-    assert all("130 interrupted" in t.__doc__ for t in documented)
+def test_the_exit_codes_text_names_every_code_of_errors_py():
+    codes = [v for n, v in vars(errors).items() if n.startswith("EXIT_") and isinstance(v, int)]
+    assert len(codes) >= 8
+    for code in codes:
+        assert re.search(rf"(^|, ){code} [A-Za-z]", EXIT_CODES_HELP.split(": ", 1)[1]), code
+
+
+def test_every_tasks_help_ends_with_the_exit_codes():
+    """What `inv --help TASK` prints, through Invoke's own help, for every task it finds (a
+    task without a docstring, or a help text that drops the appended part, fails here)."""
+    namespace = Collection.from_module(tasks)
+    names = list(namespace.task_names)
+    assert len(names) >= 15
+    for name in names:
+        shown = io.StringIO()
+        with redirect_stdout(shown):
+            Program(namespace=namespace, binary="inv").run(["inv", "--help", name], exit=False)
+        words = " ".join(shown.getvalue().split())  # as wrapped for the terminal
+        assert EXIT_CODES_HELP in words, name
 
 
 @pytest.mark.parametrize(
