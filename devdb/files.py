@@ -13,8 +13,11 @@ PRIVATE_FILE_MODE = 0o600
 
 
 @contextmanager
-def private_file(target: Path, mode: str = "wb") -> Iterator[tuple[IO, Path]]:
-    """(handle, temporary path) for writing `target`: fsynced and renamed into place, mode 600.
+def private_file(
+    target: Path, mode: str = "wb", file_mode: int = PRIVATE_FILE_MODE
+) -> Iterator[tuple[IO, Path]]:
+    """(handle, temporary path) for writing `target`: fsynced and renamed into place, mode 600
+    (or `file_mode`, e.g. the mode of the file it replaces).
 
     The temporary file is created 600 in the same folder (so the rename is atomic and the data
     is never readable by others, not even briefly); on any failure it is removed and `target`
@@ -27,7 +30,7 @@ def private_file(target: Path, mode: str = "wb") -> Iterator[tuple[IO, Path]]:
             yield handle, tmp
             handle.flush()
             os.fsync(handle.fileno())
-        os.chmod(tmp, PRIVATE_FILE_MODE)  # explicit: mkstemp's mode is 600, keep it so
+        os.chmod(tmp, file_mode)  # explicit: mkstemp's mode is 600
         os.replace(tmp, target)
         _fsync_directory(target.parent)
     except BaseException:
