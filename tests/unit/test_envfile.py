@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import stat
+from pathlib import Path
 
 import pytest
 
@@ -87,7 +88,7 @@ def test_record_sets_both_keys_in_one_rename_keeping_mode_and_other_lines(tmp_pa
     real_replace = os.replace
 
     def spy(src, dst):
-        replaced.append((os.fspath(dst), open(src).read()))
+        replaced.append((os.fspath(dst), Path(src).read_text()))
         real_replace(src, dst)
 
     monkeypatch.setattr(os, "replace", spy)
