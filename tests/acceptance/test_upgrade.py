@@ -226,7 +226,11 @@ def test_an_upgrade_killed_during_the_copy_leaves_15_working_and_runs_again(
     cluster, newer_image, moment
 ):
     """Killed while pg_dumpall | psql runs in the new server's container (which goes on
-    copying, orphaned), or after the copy and before the proof."""
+    copying, orphaned), or after the copy and before the proof: the old server is still shut
+    to clients (and a closed database open) until the next db-up, which undoes both."""
+    with connect(cluster, dbname="postgres") as conn:
+        conn.execute("CREATE DATABASE closed_one")
+        conn.execute("ALTER DATABASE closed_one WITH ALLOW_CONNECTIONS false")
     before = state(cluster)
     process = subprocess.Popen(
         [sys.executable, "-m", "invoke", "db-upgrade", "--image", newer_image, "--yes"],
@@ -240,8 +244,15 @@ def test_an_upgrade_killed_during_the_copy_leaves_15_working_and_runs_again(
         said += line
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=30)
+    with pytest.raises(psycopg.OperationalError, match=r"pg_hba\.conf rejects"):
+        connect(cluster)  # the lockout outlived the kill
+    cluster.up()  # inv db-up on the running server: the lockout undone
     assert major(cluster) == 15
     assert_same(state(cluster), before)
+    with connect(cluster, dbname="postgres") as conn:
+        assert conn.execute(
+            "SELECT datallowconn FROM pg_database WHERE datname = 'closed_one'"
+        ).fetchone() == (False,)
     cluster.inv("db-down")
     cluster.up()  # inv db-up still runs 15 on the old data
     assert major(cluster) == 15
