@@ -120,8 +120,9 @@ def upgrade_task(
 ) -> float:  # fmt: skip
     """`inv db-upgrade --image IMAGE`: copy, prove, switch, start; all under the project lock."""
     started = time.monotonic()
-    compose = Compose(settings)
-    with compose.exclusive(on_wait=_waiting(settings, console)):
+    with Compose(settings).exclusive(on_wait=_waiting(settings, console)):
+        settings = _fresh(settings)  # what a run we waited for switched to, not what was
+        compose = Compose(settings)
         plan = _plan(settings, compose, image)
         console.line(_announcement(settings, plan))
         switch = {IMAGE: plan.image, VOLUME_VARIABLE: plan.new_volume}
@@ -151,6 +152,13 @@ def upgrade_task(
         "returns to it, inv db-upgrade --finish removes it."
     )
     return seconds
+
+
+def _fresh(settings: Settings) -> Settings:
+    """The settings read again, under the lock: a run we waited for may have changed .env."""
+    from devdb.settings import load_settings
+
+    return load_settings(settings.invocation.environ, settings.root)
 
 
 def _waiting(settings: Settings, console: Console) -> Callable[[str], None]:
@@ -232,9 +240,9 @@ def rollback_task(
     ask: Callable[[str], str] = input,
 ) -> None:  # fmt: skip
     """`inv db-upgrade --rollback`: the old image on the old, untouched data."""
-    compose = Compose(settings)
-    with compose.exclusive(on_wait=_waiting(settings, console)):
-        _rollback(settings, compose, yes, timeout, console, ask)
+    with Compose(settings).exclusive(on_wait=_waiting(settings, console)):
+        settings = _fresh(settings)
+        _rollback(settings, Compose(settings), yes, timeout, console, ask)
 
 
 def _rollback(
@@ -266,13 +274,15 @@ def _rollback(
 def finish_task(
     settings: Settings, yes: bool, console: Console, ask: Callable[[str], str] = input
 ) -> None:
-    """`inv db-upgrade --finish`: remove the old copy, after asking."""
-    kept = kept_copy(settings)
-    if kept is None:
-        raise ConfigError(f"no old copy is kept for {settings.volume_name}; nothing to finish.")
-    console.line(f"This deletes {kept.detail()}: no rollback after.")
-    confirm("Type 'yes' to delete it: ", yes, ask)
-    with Compose(settings).exclusive():
+    """`inv db-upgrade --finish`: remove the old copy, after asking (under the lock: a
+    rollback meanwhile would make the old copy the live data)."""
+    with Compose(settings).exclusive(on_wait=_waiting(settings, console)):
+        settings = _fresh(settings)
+        kept = kept_copy(settings)
+        if kept is None:
+            raise ConfigError(f"no old copy is kept for {settings.volume_name}; nothing to finish.")
+        console.line(f"This deletes {kept.detail()}: no rollback after.")
+        confirm("Type 'yes' to delete it: ", yes, ask)
         docker("volume", "rm", kept.volume)
     console.line(f"Deleted {kept.volume}; the upgrade is final.")
 
@@ -379,6 +389,9 @@ def _remove_half_made(settings: Settings, plan: Plan, run: str | None = None) ->
     labels = _volume_labels(plan.new_volume)
     if labels is None:
         return
+    users = docker("ps", "-aq", "--filter", f"volume={plan.new_volume}").split()
+    if users:  # a server on it: live data, whatever its labels say
+        raise _not_ours(settings, f"a volume {plan.new_volume} in use by a container", run)
     made_here = (
         labels.get("com.docker.compose.project") == settings.project
         and labels.get(FROM_VOLUME) == settings.volume_name
@@ -499,10 +512,9 @@ def _record(settings: Settings, values: dict[str, str]) -> None:
 
 
 def _start(settings: Settings, timeout: float, console: Console) -> None:
-    from devdb.settings import load_settings
     from devdb.start import up
 
-    up(load_settings(settings.invocation.environ, settings.root), timeout, console)
+    up(_fresh(settings), timeout, console)
 
 
 def _volume_labels(name: str) -> dict[str, str] | None:
