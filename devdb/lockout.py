@@ -74,9 +74,13 @@ def engage(settings: Settings, conn: psycopg.Connection, helper_address: str) ->
     ]
     marker = json.dumps({"opened": opened})
     _in_server(settings, ENGAGE, RULES.format(helper=helper_address), stdin=marker)
-    _wait_refused(settings)
-    for database in opened:
-        databases.execute(conn, "ALTER DATABASE {} WITH ALLOW_CONNECTIONS true", database)
+    try:
+        _wait_refused(settings)
+        for database in opened:
+            databases.execute(conn, "ALTER DATABASE {} WITH ALLOW_CONNECTIONS true", database)
+    except BaseException:  # Ctrl-C or a failure halfway: nothing of it stays
+        release(settings, conn, opened, reload=True)
+        raise
     return opened
 
 
