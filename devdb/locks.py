@@ -78,7 +78,10 @@ def project_lock(project: str, on_wait: Callable[[str], None] | None = None) -> 
 
 def _write_holder(path: Path) -> None:
     """Who holds the lock, for waiters' messages only (best effort: a note, not the lock)."""
-    task = " ".join(os.path.basename(arg) for arg in sys.argv[:3])
+    words = [os.path.basename(arg) for arg in sys.argv[:3]]
+    if words and words[0] == "__main__.py":  # python -m invoke
+        words[0] = "inv"
+    task = " ".join(words)
     with suppress(OSError):
         holder_path(path).write_text(f"process {os.getpid()} ({task})\n", encoding="utf-8")
 
