@@ -412,7 +412,9 @@ def test_two_upgrades_at_once_one_wins_and_the_data_is_whole(cluster, newer_imag
     codes = sorted(code for code, _, _ in results)
     assert codes == [0, 2], results
     loser = next(err for code, _, err in results if code == 2)
-    assert "not newer" in loser, loser
+    assert "not newer" in loser, loser  # it waited, then saw the upgraded data
+    assert "waiting for process" in loser, loser
+    assert "(inv db-upgrade --image)" in loser, loser
     assert major(cluster) == 17
     assert_same(state(cluster), before)
     assert volumes(cluster) == sorted([cluster.volume, f"{cluster.volume}_pg17"])
