@@ -112,6 +112,7 @@ def undo_databases(settings: Settings, opened: list[str] | None) -> None:
     """The second half of undo_files, once the server accepts logins again."""
     if opened is None:
         return
+    _wait_admitted(settings)
     with databases.maintenance(settings, "devdb-upgrade-undo") as conn:
         _close(conn, opened)
     _in_server(settings, f"rm -f {DATA_DIR}/{MARKER}")
@@ -160,6 +161,22 @@ def _wait_refused(settings: Settings) -> None:
             return
         time.sleep(0.1)
     raise DevDbError("the old server did not shut out other clients (pg_hba.conf reload)")
+
+
+def _wait_admitted(settings: Settings) -> None:
+    """After the reload that undoes a lockout: until a login over the published port works
+    (the reload is asynchronous); the maintenance connection then says what is wrong, if any."""
+    import psycopg
+
+    from devdb import readiness
+
+    deadline = time.monotonic() + EFFECT_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        try:
+            readiness.connect(settings, application_name="devdb-lockout-probe").close()
+            return
+        except psycopg.OperationalError:
+            time.sleep(0.1)
 
 
 def _in_server(settings: Settings, script: str, *args: str, stdin: str | None = None) -> str:
