@@ -246,6 +246,15 @@ def test_an_upgrade_killed_during_the_copy_leaves_15_working_and_runs_again(
     process.wait(timeout=30)
     with pytest.raises(psycopg.OperationalError, match=r"pg_hba\.conf rejects"):
         connect(cluster)  # the lockout outlived the kill
+    if moment == "upgrade-copied":  # the next db-upgrade undoes it itself, then upgrades
+        done = upgrade(cluster, "--image", newer_image, "--yes")
+        assert done.returncode == 0, done.stderr
+        assert_same(state(cluster), before)
+        with connect(cluster, dbname="postgres") as conn:
+            assert conn.execute(
+                "SELECT datallowconn FROM pg_database WHERE datname = 'closed_one'"
+            ).fetchone() == (False,)
+        return
     cluster.up()  # inv db-up on the running server: the lockout undone
     assert major(cluster) == 15
     assert_same(state(cluster), before)
