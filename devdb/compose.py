@@ -13,6 +13,7 @@ import json
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import IO, BinaryIO
@@ -235,14 +236,17 @@ class Compose:
             )
         return CommandFailed(argv, returncode, output)
 
-    def exclusive(self) -> AbstractContextManager[None]:
+    def exclusive(
+        self, on_wait: Callable[[str], None] | None = None
+    ) -> AbstractContextManager[None]:
         """This machine's lock on the project while creating or removing its objects.
 
         Docker Engine 20.10 lets two simultaneous `compose up` create two networks of the same
         name, after which every command fails with "network ... is ambiguous". Our tasks take
-        this lock around such changes, so that simultaneous runs wait for each other.
+        this lock around such changes, so that simultaneous runs wait for each other. It is
+        re-entrant within a process; `on_wait(holder)` is told whom we wait for.
         """
-        return project_lock(self.settings.project)
+        return project_lock(self.settings.project, on_wait)
 
     # Queries -----------------------------------------------------------------------------
 

@@ -6,13 +6,15 @@ import itertools
 import os
 import re
 import secrets
+import stat
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from devdb.compose_invocation import defined_keys
 from devdb.errors import ConfigError, DevDbError
-from devdb.files import new_private_file, write_private
+from devdb.files import PRIVATE_FILE_MODE, new_private_file, private_file, write_private
 from devdb.settings import PASSWORD, ROOT
 
 if TYPE_CHECKING:
@@ -105,15 +107,31 @@ def refuse_overridden(values: dict[str, str], path: Path, then: str) -> None:
 
 
 def record(path: Path, values: dict[str, str], header: str, then: str) -> None:
-    """Set `values` in the env file Compose and the tasks read: python-dotenv writes each line
-    (its quoting is right for these plain values), every other line stays, the mode is kept;
-    a missing file is made private with `header`."""
+    """Set `values` in the env file Compose and the tasks read, in one atomic write.
+
+    python-dotenv writes each line (its quoting is right for these plain values) into a private
+    scratch copy; the result then replaces the real file at once (temporary file in its folder,
+    fsync, rename), so a reader sees all the values or none. Every other line stays; the mode
+    and owner are kept; a symlinked env file stays a symlink (its target is rewritten). A
+    missing file is made private with `header`.
+    """
+    import tempfile
+
     from dotenv import set_key
 
     refuse_overridden(values, path, then)
-    if not path.exists():
-        write_private(path, header)
-    mode = path.stat().st_mode & 0o777
-    for name, value in values.items():
-        set_key(path, name, value, quote_mode="never")
-    os.chmod(path, mode)  # set_key replaces the file, with the umask's mode
+    real = path.resolve()  # through a symlink: the link stays, its target changes
+    text = real.read_text(encoding="utf-8") if real.exists() else header
+    before = real.stat() if real.exists() else None
+    with tempfile.TemporaryDirectory(prefix="devdb-env-") as scratch:  # 700: holds the password
+        copy = Path(scratch) / "env"
+        copy.write_text(text, encoding="utf-8")
+        for name, value in values.items():
+            set_key(copy, name, value, quote_mode="never")
+        updated = copy.read_text(encoding="utf-8")
+    mode = stat.S_IMODE(before.st_mode) if before else PRIVATE_FILE_MODE
+    with private_file(real, "w", file_mode=mode) as (handle, tmp):
+        handle.write(updated)
+        if before is not None and hasattr(os, "geteuid") and os.geteuid() != before.st_uid:
+            with suppress(OSError):  # root (sudo) writing a developer's file: theirs it stays
+                os.chown(tmp, before.st_uid, before.st_gid)

@@ -32,8 +32,11 @@ class NewFile:
 
 
 @contextmanager
-def private_file(target: Path, mode: str = "wb") -> Iterator[tuple[IO, Path]]:
-    """(handle, temporary path) for writing `target`: fsynced and renamed into place, mode 600.
+def private_file(
+    target: Path, mode: str = "wb", file_mode: int = PRIVATE_FILE_MODE
+) -> Iterator[tuple[IO, Path]]:
+    """(handle, temporary path) for writing `target`: fsynced and renamed into place, mode 600
+    (or `file_mode`, e.g. the mode of the file it replaces).
 
     The temporary file is created 600 in the same folder (so the rename is atomic and the data
     is never readable by others, not even briefly); on any failure it is removed and `target`
@@ -41,7 +44,7 @@ def private_file(target: Path, mode: str = "wb") -> Iterator[tuple[IO, Path]]:
     """
     with _private_temp(target, mode) as (handle, tmp):
         yield handle, tmp
-        _finish(handle, tmp)
+        _finish(handle, tmp, file_mode)
         os.replace(tmp, target)
         _fsync_directory(target.parent)
 
@@ -81,10 +84,10 @@ def _private_temp(target: Path, mode: str) -> Iterator[tuple[IO, Path]]:
         tmp.unlink(missing_ok=True)
 
 
-def _finish(handle: IO, tmp: Path) -> None:
+def _finish(handle: IO, tmp: Path, file_mode: int = PRIVATE_FILE_MODE) -> None:
     handle.flush()
     os.fsync(handle.fileno())
-    os.chmod(tmp, PRIVATE_FILE_MODE)  # explicit: mkstemp's mode is 600, keep it so
+    os.chmod(tmp, file_mode)  # explicit: mkstemp's mode is 600
 
 
 def _take_free_name(tmp: Path, candidates: Iterable[Path]) -> Path:

@@ -26,7 +26,7 @@ RACE_PAUSE_SECONDS = 0.2
 
 def up(settings: Settings, timeout: float, console: render.Console) -> Ready:
     """Start the service (a no-op when it runs) and wait until it accepts logins."""
-    from devdb import volume
+    from devdb import lockout, volume
 
     started = time.monotonic()
     compose = Compose(settings)
@@ -44,7 +44,10 @@ def up(settings: Settings, timeout: float, console: render.Console) -> Ready:
             console.note(f"pulling {settings.image} (first start on this machine only)...")
         console.progress("starting PostgreSQL...")
         start_locked(compose)
+        # A db-upgrade killed while copying left the server shut to clients: open it again.
+        leftover = lockout.undo_files(settings, facts)
     ready = wait_ready(compose, timeout, console)
+    lockout.undo_databases(settings, leftover)
     total = time.monotonic() - started
     console.line(render.up_summary(settings, ready.server_version, total))
     return ready

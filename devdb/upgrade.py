@@ -7,17 +7,23 @@ version's pg_dumpall reads the running old server and psql loads it (every datab
 with its password and attributes, ownerships, privileges, extensions, sequence values). The data
 passes from container to container, never through this process.
 
-Before anything switches, every database is compared, old against new: each table's row count
-and a checksum of its rows, every sequence's value, the extensions, and the roles with their
-attributes and password hashes. Any difference stops the upgrade with the old server still
-running on its untouched volume. Then the old container is removed (never its volume), and
-POSTGRES_IMAGE and POSTGRES_VOLUME are written to the env file both Compose and the tasks read,
-so `inv db-up` and plain `docker compose up` run the new image on the new data.
+The whole run, from plan to final start, holds the project lock (a second run waits, naming the
+first). From the moment the copy starts until the switch or the rollback, the old server lets
+no client but the copy in (see lockout.py), so no write can be lost; databases that allow no
+connections (snapshots) are opened for the copy and closed again on both sides. Before anything
+switches, everything copied is compared, old against new (see upgrade_proof.py). Any difference
+stops the upgrade with the old server running as before on its untouched volume. Then both
+servers are shut down cleanly (a killed server's next start is a crash recovery, which empties
+unlogged tables), the old container is removed (never its volume), and POSTGRES_IMAGE and
+POSTGRES_VOLUME are written to the env file both Compose and the tasks read in one atomic
+write, so `inv db-up` and plain `docker compose up` run the new image on the new data.
+What a dump cannot carry (ALTER SYSTEM settings, pg_hba.conf edits) is named before asking.
 
 The new volume carries labels naming the old volume and image: `--rollback` goes back to them,
 `--finish` removes the old volume, and doctor and db-status show that it is kept.
-Interrupted before the switch (Ctrl-C, kill, full disk), the old server runs as before and the
-next `db-upgrade` removes the half-made container and volume and starts over.
+Interrupted before the switch (Ctrl-C, kill, full disk), the old server runs as before (after a
+kill -9 the next db-up, db-upgrade or --rollback undoes its lockout) and the next `db-upgrade`
+removes the half-made container and volume, proven half-made by their labels, and starts over.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import subprocess
 import tempfile
 import time
@@ -33,15 +40,23 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
-from devdb import databases, envfile, load_errors, volume
+from devdb import databases, envfile, load_errors, lockout, volume
 from devdb.compose import Compose, docker
 from devdb.compose_binary import cli_found
 from devdb.confirm import confirm
 from devdb.errors import CommandFailed, ConfigError, DevDbError, NotReady
 from devdb.render import brief, human_size
 from devdb.settings import DATA_DIR, IMAGE, Settings
+from devdb.upgrade_proof import (
+    Psql,
+    differences_in_cluster,
+    differences_in_databases,
+    refuse_differences,
+)
 
 if TYPE_CHECKING:
+    import psycopg
+
     from devdb.render import Console
 
 VOLUME_VARIABLE = "POSTGRES_VOLUME"
@@ -49,22 +64,16 @@ COMPOSE_VOLUME_KEY = "postgres_data"
 FROM_VOLUME = "devdb.upgraded-from-volume"
 FROM_IMAGE = "devdb.upgraded-from-image"
 FROM_MAJOR = "devdb.upgraded-from-major"
+RUN = "devdb.upgrade-run"  # on the new volume and the helper: which run made them
+HELPER_OF = "devdb.upgrade-helper-of"  # on the helper container: the project
+STOP_SECONDS = 600  # a clean shutdown (checkpoint) of a big cluster; never a kill
 READY_TIMEOUT_SECONDS = 180
 POLL_SECONDS = 0.25
 RETRY = "run inv db-upgrade again"
 SPACE_ADVICE = "free space for Docker (docker system df), then try again."
 STATUS_FILE = "/tmp/devdb-dumpall.status"  # noqa: S108 - inside the new server's container
-ROW_CHECKSUM = "coalesce(sum(('x' || substr(md5(t::text), 1, 15))::bit(60)::bigint::numeric), 0)"
-USER_RELATIONS = """
-SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c
-JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE c.relkind IN ('r', 'p', 'm') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
-  AND n.nspname NOT LIKE 'pg\\_toast%' ORDER BY 1
-"""
-ROLES = """
-SELECT rolname, rolsuper, rolinherit, rolcreaterole, rolcreatedb, rolcanlogin, rolreplication,
-       rolbypassrls, rolconnlimit, coalesce(rolpassword, ''), coalesce(rolvaliduntil::text, '')
-FROM pg_authid WHERE rolname !~ '^pg_' ORDER BY 1
+ALTER_SYSTEM = """
+SELECT name FROM pg_file_settings WHERE sourcefile LIKE '%/postgresql.auto.conf' ORDER BY seqno
 """
 
 
@@ -80,6 +89,7 @@ class Plan:
     new_volume: str
     network: str
     cluster_bytes: int
+    not_carried: tuple[str, ...]  # ALTER SYSTEM settings: postgresql.auto.conf is not dumped
 
     @property
     def helper(self) -> str:
@@ -108,41 +118,32 @@ def upgrade_task(
     settings: Settings, image: str, yes: bool, terminate: bool, timeout: float, console: Console,
     ask: Callable[[str], str] = input,
 ) -> float:  # fmt: skip
-    """`inv db-upgrade --image IMAGE`: copy, prove, switch, start."""
+    """`inv db-upgrade --image IMAGE`: copy, prove, switch, start; all under the project lock."""
     started = time.monotonic()
-    compose = Compose(settings)
-    plan = _plan(settings, compose, image)
-    console.line(
-        f"This copies every database and role of {settings.volume_name} (PostgreSQL "
-        f"{plan.old_major}, {human_size(plan.cluster_bytes)}) into a new volume {plan.new_volume} "
-        f"for {image} (PostgreSQL {plan.new_major}), proves the copy equal, then sets "
-        f"{IMAGE} and {VOLUME_VARIABLE} in {settings.invocation.dotenv}. The old volume is kept "
-        "untouched until inv db-upgrade --finish; --rollback returns to it."
-    )
-    switch = {IMAGE: plan.image, VOLUME_VARIABLE: plan.new_volume}
-    envfile.refuse_overridden(switch, settings.invocation.dotenv, RETRY)  # not after the copy
-    confirm("Type 'yes' to upgrade: ", yes, ask, change=f"change {settings.invocation.dotenv}")
-    _make_way(settings, terminate)
-    with compose.exclusive():
-        _remove_half_made(plan)
-        _create_volume(settings, plan)
+    with Compose(settings).exclusive(on_wait=_waiting(settings, console)):
+        settings = _fresh(settings)  # what a run we waited for switched to, not what was
+        compose = Compose(settings)
+        plan = _plan(settings, compose, image)
+        console.line(_announcement(settings, plan))
+        switch = {IMAGE: plan.image, VOLUME_VARIABLE: plan.new_volume}
+        envfile.refuse_overridden(switch, settings.invocation.dotenv, RETRY)  # not after the copy
+        confirm("Type 'yes' to upgrade: ", yes, ask, change=f"change {settings.invocation.dotenv}")
+        _make_way(settings, terminate)  # refused before anything is made
+        _remove_half_made(settings, plan)
+        run = secrets.token_hex(8)
+        _create_volume(settings, plan, run)
         try:
-            _start_helper(settings, plan)
+            _start_helper(settings, plan, run)
             phases = {"new server started": time.monotonic() - started}
-            console.progress(f"copying into PostgreSQL {plan.new_major}...")
-            _copy(settings, plan)
-            phases["copied"] = time.monotonic() - started
-            databases.failpoint("upgrade-copied")
-            console.progress("comparing every database, old against new...")
-            _prove_equal(settings, compose, plan)
-            phases["proven equal"] = time.monotonic() - started
+            _copy_and_prove(settings, plan, terminate, console, phases, started)
+            _stop(["docker", "stop", "-t", str(STOP_SECONDS), plan.helper])
         except BaseException:
-            _remove_half_made(plan)
+            _remove_half_made(settings, plan, run)
             raise
-        docker("rm", "-f", plan.helper)
-        compose.run("down")  # the old container; never its volume
+        docker("rm", plan.helper)
+        compose.run("down", "--timeout", str(STOP_SECONDS))  # the old container; never its volume
         _record(settings, switch)
-    _start(settings, timeout, console)
+        _start(settings, timeout, console)  # the lock is re-entrant: taken again, not waited for
     seconds = time.monotonic() - started
     steps = ", ".join(f"{name} at {at:.1f} s" for name, at in phases.items())
     console.line(
@@ -153,11 +154,101 @@ def upgrade_task(
     return seconds
 
 
+def _fresh(settings: Settings) -> Settings:
+    """The settings read again, under the lock: a run we waited for may have changed .env."""
+    from devdb.settings import load_settings
+
+    return load_settings(settings.invocation.environ, settings.root)
+
+
+def _waiting(settings: Settings, console: Console) -> Callable[[str], None]:
+    def say(holder: str) -> None:
+        console.note(f"waiting for {holder}, which holds project {settings.project}'s lock...")
+
+    return say
+
+
+def _announcement(settings: Settings, plan: Plan) -> str:
+    left = (
+        f" Not carried (server settings, not data): {len(plan.not_carried)} ALTER SYSTEM "
+        f"setting(s) ({', '.join(plan.not_carried)}), and any pg_hba.conf edits; set them "
+        "again on the new server."
+        if plan.not_carried
+        else " Not carried: pg_hba.conf edits (none made with ALTER SYSTEM were found)."
+    )
+    return (
+        f"This copies every database (snapshots too), role and setting of {settings.volume_name} "
+        f"(PostgreSQL {plan.old_major}, {human_size(plan.cluster_bytes)}) into a new volume "
+        f"{plan.new_volume} for {plan.image} (PostgreSQL {plan.new_major}), proves the copy "
+        f"equal, then sets {IMAGE} and {VOLUME_VARIABLE} in {settings.invocation.dotenv}. "
+        "Other clients cannot connect while it copies. The old volume is kept untouched until "
+        f"inv db-upgrade --finish; --rollback returns to it.{left}"
+    )
+
+
+def _copy_and_prove(
+    settings: Settings, plan: Plan, terminate: bool, console: Console,
+    phases: dict[str, float], started: float,
+) -> None:  # fmt: skip
+    """Old server locked to all but the helper (a session opened before stays, to undo it);
+    copy; proof; then the old server's data directory clean again for a later rollback."""
+    old = Psql(plan.helper, settings.user, settings.password, host=settings.container_name)
+    new = Psql(plan.helper, settings.user, settings.password)
+    with databases.maintenance(settings, "devdb-upgrade") as conn:
+        opened = lockout.engage(settings, conn, _address(plan))
+        try:
+            _make_way_on(conn, terminate)  # whoever came in before the lockout
+            console.progress(f"copying into PostgreSQL {plan.new_major}...")
+            _copy(settings, plan)
+            phases["copied"] = time.monotonic() - started
+            databases.failpoint("upgrade-copied")
+            console.progress("comparing every database, old against new...")
+            for database in opened:  # pg_dump may have closed them again on the new side
+                new.execute(_allow(database, True))
+            found = differences_in_databases(old, new)
+            for database in opened:
+                new.execute(_allow(database, False))
+                databases.execute(conn, "ALTER DATABASE {} WITH ALLOW_CONNECTIONS false", database)
+            refuse_differences(found + differences_in_cluster(old, new))
+            phases["proven equal"] = time.monotonic() - started
+        except BaseException:
+            lockout.release(settings, conn, opened, reload=True)
+            raise
+        # The old server keeps refusing until it stops (no reload); its files are clean.
+        lockout.release(settings, conn, opened, reload=False)
+
+
+def _allow(database: str, allow: bool) -> str:
+    quoted = '"' + database.replace('"', '""') + '"'
+    return f"ALTER DATABASE {quoted} WITH ALLOW_CONNECTIONS {str(allow).lower()}"
+
+
+def _address(plan: Plan) -> str:
+    found = json.loads(docker("inspect", plan.helper))
+    return found[0]["NetworkSettings"]["Networks"][plan.network]["IPAddress"]
+
+
+def _stop(argv: list[str]) -> None:
+    with cli_found(argv[0]):
+        done = subprocess.run(argv, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise UpgradeError(f"could not stop the new server cleanly: {done.stderr.strip()}")
+
+
 def rollback_task(
     settings: Settings, yes: bool, timeout: float, console: Console,
     ask: Callable[[str], str] = input,
 ) -> None:  # fmt: skip
     """`inv db-upgrade --rollback`: the old image on the old, untouched data."""
+    with Compose(settings).exclusive(on_wait=_waiting(settings, console)):
+        settings = _fresh(settings)
+        _rollback(settings, Compose(settings), yes, timeout, console, ask)
+
+
+def _rollback(
+    settings: Settings, compose: Compose, yes: bool, timeout: float, console: Console,
+    ask: Callable[[str], str],
+) -> None:  # fmt: skip
     kept = kept_copy(settings, with_size=False)
     if kept is None:
         raise ConfigError(
@@ -173,25 +264,25 @@ def rollback_task(
     back = {IMAGE: kept.image, VOLUME_VARIABLE: "" if kept.volume == default else kept.volume}
     envfile.refuse_overridden(back, settings.invocation.dotenv, RETRY)
     confirm("Type 'yes' to roll back: ", yes, ask, change=f"change {settings.invocation.dotenv}")
-    compose = Compose(settings)
-    with compose.exclusive():
-        compose.run("down")
-        _record(settings, back)
-        docker("volume", "rm", settings.volume_name)
-    _start(settings, timeout, console)
+    compose.run("down", "--timeout", str(STOP_SECONDS))
+    _record(settings, back)
+    docker("volume", "rm", settings.volume_name)
+    _start(settings, timeout, console)  # undoes a lockout a killed upgrade left on the old data
     console.line(f"Rolled back to PostgreSQL {kept.major} ({kept.image}, {kept.volume}).")
 
 
 def finish_task(
     settings: Settings, yes: bool, console: Console, ask: Callable[[str], str] = input
 ) -> None:
-    """`inv db-upgrade --finish`: remove the old copy, after asking."""
-    kept = kept_copy(settings)
-    if kept is None:
-        raise ConfigError(f"no old copy is kept for {settings.volume_name}; nothing to finish.")
-    console.line(f"This deletes {kept.detail()}: no rollback after.")
-    confirm("Type 'yes' to delete it: ", yes, ask)
-    with Compose(settings).exclusive():
+    """`inv db-upgrade --finish`: remove the old copy, after asking (under the lock: a
+    rollback meanwhile would make the old copy the live data)."""
+    with Compose(settings).exclusive(on_wait=_waiting(settings, console)):
+        settings = _fresh(settings)
+        kept = kept_copy(settings)
+        if kept is None:
+            raise ConfigError(f"no old copy is kept for {settings.volume_name}; nothing to finish.")
+        console.line(f"This deletes {kept.detail()}: no rollback after.")
+        confirm("Type 'yes' to delete it: ", yes, ask)
         docker("volume", "rm", kept.volume)
     console.line(f"Deleted {kept.volume}; the upgrade is final.")
 
@@ -211,6 +302,7 @@ def kept_copy(settings: Settings, with_size: bool = True) -> KeptCopy | None:
 
 def _plan(settings: Settings, compose: Compose, image: str) -> Plan:
     compose.require_running()
+    lockout.undo_leftover(settings)  # a killed run's: our own login would be refused too
     facts = volume.inspect(settings)
     old_major = volume.data_major(settings, facts)
     if old_major is None:
@@ -229,11 +321,13 @@ def _plan(settings: Settings, compose: Compose, image: str) -> Plan:
         )
     with databases.maintenance(settings, "devdb-upgrade") as conn:
         cluster = conn.execute("SELECT sum(pg_database_size(oid)) FROM pg_database").fetchone()[0]
+        not_carried = tuple(row[0] for row in conn.execute(ALTER_SYSTEM).fetchall())
     databases.ensure_space(settings, int(cluster), SPACE_ADVICE)
     base = re.sub(r"_pg\d+$", "", settings.volume_name)
     return Plan(
-        old_major, new_major, image, f"{base}_pg{new_major}", _network(settings), int(cluster)
-    )
+        old_major, new_major, image, f"{base}_pg{new_major}", _network(settings), int(cluster),
+        not_carried,
+    )  # fmt: skip
 
 
 def _image_facts(image: str) -> tuple[int, str]:
@@ -271,40 +365,84 @@ def _network(settings: Settings) -> str:
 def _make_way(settings: Settings, terminate: bool) -> None:
     """No client on any database while the copy runs (their writes would be lost)."""
     with databases.maintenance(settings, "devdb-upgrade") as conn:
-        names = conn.execute("SELECT datname FROM pg_database WHERE datallowconn").fetchall()
-        for (database,) in names:
-            databases.make_way(conn, database, terminate)
+        _make_way_on(conn, terminate)
+
+
+def _make_way_on(conn: psycopg.Connection, terminate: bool) -> None:
+    names = conn.execute("SELECT datname FROM pg_database WHERE datallowconn").fetchall()
+    for (database,) in names:
+        databases.make_way(conn, database, terminate)
 
 
 # The copy ----------------------------------------------------------------------------------
 
 
-def _remove_half_made(plan: Plan) -> None:
-    """The helper container and the new volume of a run that did not switch (or this one)."""
-    subprocess.run(["docker", "rm", "-f", plan.helper], capture_output=True, check=False)
-    subprocess.run(["docker", "volume", "rm", plan.new_volume], capture_output=True, check=False)
+def _remove_half_made(settings: Settings, plan: Plan, run: str | None = None) -> None:
+    """The helper container and the new volume of a run that did not switch (or of `run`):
+    removed only when their labels prove that this project's db-upgrade made them from this
+    volume (and, for `run`, in this run); anything else of those names is refused, untouched."""
+    helper = _container_labels(plan.helper)
+    if helper is not None:
+        if helper.get(HELPER_OF) != settings.project or (run and helper.get(RUN) != run):
+            raise _not_ours(settings, f"a container {plan.helper}", run)
+        subprocess.run(["docker", "rm", "-f", plan.helper], capture_output=True, check=False)
+    labels = _volume_labels(plan.new_volume)
+    if labels is None:
+        return
+    users = docker("ps", "-aq", "--filter", f"volume={plan.new_volume}").split()
+    if users:  # a server on it: live data, whatever its labels say
+        raise _not_ours(settings, f"a volume {plan.new_volume} in use by a container", run)
+    made_here = (
+        labels.get("com.docker.compose.project") == settings.project
+        and labels.get(FROM_VOLUME) == settings.volume_name
+        and plan.new_volume != settings.volume_name
+        and (run is None or labels.get(RUN) == run)
+    )
+    if not made_here:
+        raise _not_ours(settings, f"a volume {plan.new_volume}", run)
+    docker("volume", "rm", plan.new_volume)
 
 
-def _create_volume(settings: Settings, plan: Plan) -> None:
-    """The new volume, labelled as Compose labels its own (so `up` does not warn) and with
-    the old volume and image it came from."""
+def _not_ours(settings: Settings, what: str, run: str | None) -> ConfigError:
+    if run:  # ours a moment ago: someone replaced it meanwhile
+        return ConfigError(f"{what} is no longer the one this run made; it was left untouched.")
+    return ConfigError(
+        f"{what} exists that inv db-upgrade did not make from {settings.volume_name} (its "
+        "labels say so); rename or remove it yourself if it is not needed, then run "
+        "inv db-upgrade again. Nothing was changed."
+    )
+
+
+def _container_labels(name: str) -> dict[str, str] | None:
+    done = subprocess.run(
+        ["docker", "container", "inspect", name], capture_output=True, text=True, check=False
+    )
+    found = json.loads(done.stdout) if done.returncode == 0 and done.stdout.strip() else []
+    return (found[0]["Config"].get("Labels") or {}) if found else None
+
+
+def _create_volume(settings: Settings, plan: Plan, run: str) -> None:
+    """The new volume, labelled as Compose labels its own (so `up` does not warn), with the
+    old volume and image it came from, and the run that made it (labels never change later)."""
     labels = {
         "com.docker.compose.project": settings.project,
         "com.docker.compose.volume": COMPOSE_VOLUME_KEY,
         FROM_VOLUME: settings.volume_name,
         FROM_IMAGE: settings.image,
         FROM_MAJOR: str(plan.old_major),
+        RUN: run,
     }
     args = [part for key, value in labels.items() for part in ("--label", f"{key}={value}")]
     docker("volume", "create", *args, plan.new_volume)
 
 
-def _start_helper(settings: Settings, plan: Plan) -> None:
+def _start_helper(settings: Settings, plan: Plan, run: str) -> None:
     """The new server on the new volume, on the project's network, published nowhere. Its
     bootstrap superuser is the configured user (as in the old cluster); no database of its own."""
     env = {**os.environ, "POSTGRES_PASSWORD": settings.password}
     argv = [
         "docker", "run", "-d", "--name", plan.helper, "--network", plan.network,
+        "--label", f"{HELPER_OF}={settings.project}", "--label", f"{RUN}={run}",
         "-v", f"{plan.new_volume}:{DATA_DIR}", "-e", f"POSTGRES_USER={settings.user}",
         "-e", "POSTGRES_PASSWORD", "-e", "POSTGRES_DB=postgres", plan.image,
     ]  # fmt: skip
@@ -365,69 +503,6 @@ def _copy(settings: Settings, plan: Plan) -> None:
 # The proof ---------------------------------------------------------------------------------
 
 
-def _prove_equal(settings: Settings, compose: Compose, plan: Plan) -> None:
-    """Every database, old against new: rows and checksums per table, sequences, extensions;
-    and the roles. Any difference stops the upgrade (UpgradeError) before the switch."""
-    old = _Psql(settings.container_name, settings.user)
-    new = _Psql(plan.helper, settings.user)
-    differences = []
-    if old.rows("postgres", ROLES) != new.rows("postgres", ROLES):
-        differences.append("the roles (names, attributes or passwords)")
-    names, new_names = (server.databases() for server in (old, new))
-    if names != new_names:
-        differences.append(f"the databases ({', '.join(names)} against {', '.join(new_names)})")
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(max_workers=2) as pool:  # each server computes its own, at once
-        for database in (n for n in names if n in new_names):
-            theirs = pool.submit(new.fingerprint, database)
-            if old.fingerprint(database) != theirs.result():
-                differences.append(f"database {database}")
-    if differences:
-        raise UpgradeError(
-            f"the copy differs from the original in {'; '.join(differences)}; nothing was "
-            "switched, the old data is in use as before."
-        )
-
-
-class _Psql:
-    """psql in a container, rows as tuples of text (tab-separated, unaligned)."""
-
-    def __init__(self, container: str, user: str) -> None:
-        self.container, self.user = container, user
-
-    def rows(self, database: str, sql: str) -> list[tuple[str, ...]]:
-        argv = ["docker", "exec", "-i", self.container, "psql", "-X", "-q", "-At", "-F", "\t", "-v", "ON_ERROR_STOP=1",
-                "-U", self.user, "-d", database, "-f", "-"]  # fmt: skip
-        done = subprocess.run(argv, input=sql, capture_output=True, text=True, check=False)
-        if done.returncode != 0:
-            raise UpgradeError(
-                f"could not compare database {database}: {brief(done.stderr, last=False)}"
-            )
-        return [tuple(line.split("\t")) for line in done.stdout.splitlines()]
-
-    def databases(self) -> list[str]:
-        listed = self.rows(
-            "postgres", "SELECT datname FROM pg_database WHERE datallowconn ORDER BY 1"
-        )
-        return [row[0] for row in listed]
-
-    def fingerprint(self, database: str) -> dict[str, list]:
-        # One query per relation, run by psql's \gexec; format() quotes each name.
-        checksums = (
-            f"SELECT format($q$SELECT %L, count(*), {ROW_CHECKSUM} FROM %s t$q$, name, name) "  # noqa: S608
-            f"FROM ({USER_RELATIONS}) AS relations(name) \\gexec"
-        )
-        return {
-            "tables": self.rows(database, checksums),
-            "sequences": self.rows(
-                database,
-                "SELECT schemaname, sequencename, last_value FROM pg_sequences ORDER BY 1, 2",
-            ),
-            "extensions": self.rows(database, "SELECT extname FROM pg_extension ORDER BY 1"),
-        }
-
-
 # The switch --------------------------------------------------------------------------------
 
 
@@ -437,10 +512,9 @@ def _record(settings: Settings, values: dict[str, str]) -> None:
 
 
 def _start(settings: Settings, timeout: float, console: Console) -> None:
-    from devdb.settings import load_settings
     from devdb.start import up
 
-    up(load_settings(settings.invocation.environ, settings.root), timeout, console)
+    up(_fresh(settings), timeout, console)
 
 
 def _volume_labels(name: str) -> dict[str, str] | None:

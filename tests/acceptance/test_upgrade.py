@@ -226,7 +226,11 @@ def test_an_upgrade_killed_during_the_copy_leaves_15_working_and_runs_again(
     cluster, newer_image, moment
 ):
     """Killed while pg_dumpall | psql runs in the new server's container (which goes on
-    copying, orphaned), or after the copy and before the proof."""
+    copying, orphaned), or after the copy and before the proof: the old server is still shut
+    to clients (and a closed database open) until the next db-up, which undoes both."""
+    with connect(cluster, dbname="postgres") as conn:
+        conn.execute("CREATE DATABASE closed_one")
+        conn.execute("ALTER DATABASE closed_one WITH ALLOW_CONNECTIONS false")
     before = state(cluster)
     process = subprocess.Popen(
         [sys.executable, "-m", "invoke", "db-upgrade", "--image", newer_image, "--yes"],
@@ -240,8 +244,24 @@ def test_an_upgrade_killed_during_the_copy_leaves_15_working_and_runs_again(
         said += line
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=30)
+    with pytest.raises(psycopg.OperationalError, match=r"pg_hba\.conf rejects"):
+        connect(cluster)  # the lockout outlived the kill
+    if moment == "upgrade-copied":  # the next db-upgrade undoes it itself, then upgrades
+        done = upgrade(cluster, "--image", newer_image, "--yes")
+        assert done.returncode == 0, done.stderr
+        assert_same(state(cluster), before)
+        with connect(cluster, dbname="postgres") as conn:
+            assert conn.execute(
+                "SELECT datallowconn FROM pg_database WHERE datname = 'closed_one'"
+            ).fetchone() == (False,)
+        return
+    cluster.up()  # inv db-up on the running server: the lockout undone
     assert major(cluster) == 15
     assert_same(state(cluster), before)
+    with connect(cluster, dbname="postgres") as conn:
+        assert conn.execute(
+            "SELECT datallowconn FROM pg_database WHERE datname = 'closed_one'"
+        ).fetchone() == (False,)
     cluster.inv("db-down")
     cluster.up()  # inv db-up still runs 15 on the old data
     assert major(cluster) == 15
@@ -249,3 +269,203 @@ def test_an_upgrade_killed_during_the_copy_leaves_15_working_and_runs_again(
     assert done.returncode == 0, done.stderr
     assert_same(state(cluster), before)
     assert sorted(volumes(cluster)) == sorted([cluster.volume, f"{cluster.volume}_pg17"])
+
+
+# Everything in the cluster, one run at a time, no write lost (issue 21) --------------------
+
+EXTRAS = """
+CREATE UNLOGGED TABLE app.cache (k int PRIMARY KEY, v text);
+INSERT INTO app.cache SELECT g, 'cached ' || g FROM generate_series(1, 300) g;
+CREATE MATERIALIZED VIEW app.later AS SELECT id, name FROM app.people WITH NO DATA;
+CREATE MATERIALIZED VIEW app.totals AS SELECT count(*) AS people FROM app.people;
+SELECT lo_from_bytea(424242, convert_to(repeat('large object ü ', 5000), 'UTF8'));
+ALTER LARGE OBJECT 424242 OWNER TO app_owner;
+GRANT SELECT ON LARGE OBJECT 424242 TO app_reader;
+ALTER DATABASE analytics SET work_mem = '7MB';
+ALTER ROLE app_reader SET statement_timeout = '12s';
+ALTER ROLE app_owner IN DATABASE analytics SET search_path = app, public;
+GRANT CREATE, TEMPORARY ON DATABASE analytics TO app_reader;
+REVOKE CONNECT ON DATABASE analytics FROM PUBLIC;
+GRANT CONNECT ON DATABASE analytics TO app_owner, app_reader;
+CREATE DATABASE archive;
+"""
+CATALOG = {
+    "databases": "SELECT datname, datallowconn, datistemplate, datconnlimit, "
+    "array_to_string(array(SELECT a::text FROM unnest(datacl) a ORDER BY 1), ' ') "
+    "FROM pg_database ORDER BY 1",
+    "settings": "SELECT coalesce(d.datname, ''), coalesce(r.rolname, ''), s.setconfig "
+    "FROM pg_db_role_setting s LEFT JOIN pg_database d ON d.oid = s.setdatabase "
+    "LEFT JOIN pg_roles r ON r.oid = s.setrole ORDER BY 1, 2",
+}
+INSIDE = {
+    "unlogged rows": "SELECT count(*), sum(k) FROM app.cache",
+    "unlogged": "SELECT relpersistence FROM pg_class WHERE relname = 'cache'",
+    "matviews": "SELECT matviewname, ispopulated FROM pg_matviews ORDER BY 1",
+    "totals": "SELECT people FROM app.totals",
+    "large objects": "SELECT m.oid, pg_get_userbyid(lomowner), lomacl::text, md5(lo_get(m.oid)) "
+    "FROM pg_largeobject_metadata m ORDER BY 1",
+}
+
+
+def everything(stack: Stack) -> dict:
+    found = {"fingerprints": state(stack)}
+    with connect(stack, dbname="postgres") as conn:
+        for name, sql in CATALOG.items():
+            found[name] = conn.execute(sql).fetchall()
+    with connect(stack) as conn:
+        for name, sql in INSIDE.items():
+            found[name] = conn.execute(sql).fetchall()
+    listed = stack.inv("db-snapshots", "--json")
+    assert listed.returncode == 0, listed.stderr
+    found["snapshots"] = sorted(s["name"] for s in json.loads(listed.stdout))
+    return found
+
+
+def wait_for_spare(stack: Stack) -> None:
+    """db-snapshot makes the snapshot's spare copy in the background: the state includes it."""
+    import time
+
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        with connect(stack, dbname="postgres") as conn:
+            if conn.execute(
+                "SELECT 1 FROM pg_database WHERE datname LIKE 'devdb\\_spare\\_%'"
+            ).fetchone():
+                return
+        time.sleep(0.2)
+    raise AssertionError("no spare copy of the snapshot was made")
+
+
+def test_snapshots_unlogged_matviews_large_objects_settings_and_grants_carried_and_back(
+    cluster, newer_image
+):
+    with connect(cluster) as conn:
+        for statement in filter(str.strip, EXTRAS.split(";\n")):
+            conn.execute(statement)
+    with connect(cluster, dbname="archive") as conn:
+        conn.execute("CREATE TABLE kept AS SELECT g FROM generate_series(1, 77) g")
+    with connect(cluster, dbname="postgres") as conn:
+        conn.execute("ALTER DATABASE archive WITH ALLOW_CONNECTIONS false")
+    done = cluster.inv("db-snapshot", "before-upgrade")
+    assert done.returncode == 0, done.stderr
+    wait_for_spare(cluster)
+    with connect(cluster) as conn:
+        conn.execute("INSERT INTO app.people (name) VALUES ('after the snapshot')")
+    before = everything(cluster)
+    assert before["snapshots"] == ["before-upgrade"]
+    assert before["unlogged rows"] == [(300, 45150)]
+    done = upgrade(cluster, "--image", newer_image, "--yes")
+    assert done.returncode == 0, done.stderr
+    assert major(cluster) == 17
+    after = everything(cluster)
+    # A dump holds a materialized view's query, not its rows: the load refreshes it (fresh).
+    assert (before["totals"], after["totals"]) == ([(2000,)], [(2001,)])
+    for part, value in before.items():
+        assert after[part] == value or part == "totals", part
+    # The snapshot restores on the new version; the closed database kept its rows.
+    done = cluster.inv("db-snapshot-restore", "before-upgrade", "--yes")
+    assert done.returncode == 0, done.stderr
+    with connect(cluster) as conn:
+        assert conn.execute(
+            "SELECT count(*) FROM app.people WHERE name = 'after the snapshot'"
+        ).fetchone() == (0,)
+    with connect(cluster, dbname="postgres") as conn:
+        conn.execute("ALTER DATABASE archive WITH ALLOW_CONNECTIONS true")
+    with connect(cluster, dbname="archive") as conn:
+        assert conn.execute("SELECT count(*) FROM kept").fetchone() == (77,)
+    done = upgrade(cluster, "--rollback", "--yes")
+    assert done.returncode == 0, done.stderr
+    assert major(cluster) == 15
+    after = everything(cluster)
+    for part, value in before.items():
+        assert after[part] == value, part
+
+
+def test_alter_system_settings_are_named_before_asking(cluster, newer_image):
+    with connect(cluster) as conn:
+        conn.execute("ALTER SYSTEM SET work_mem = '5MB'")
+        conn.execute("ALTER SYSTEM SET log_min_duration_statement = 250")
+    code, shown = cluster.inv_on_terminal(
+        "db-upgrade", "--image", newer_image, answer="no", prompt="Type 'yes' to upgrade: "
+    )
+    assert code == 2, shown
+    assert "2 ALTER SYSTEM setting(s) (work_mem, log_min_duration_statement)" in shown, shown
+    assert "pg_hba.conf" in shown
+    assert volumes(cluster) == [cluster.volume]
+
+
+def test_a_volume_of_the_new_name_not_made_by_an_upgrade_is_never_deleted(cluster, newer_image):
+    foreign = f"{cluster.volume}_pg17"
+    assert run(["docker", "volume", "create", foreign]).returncode == 0
+    try:
+        done = upgrade(cluster, "--image", newer_image, "--yes")
+        assert done.returncode == 2, done.stderr
+        assert f"a volume {foreign} exists that inv db-upgrade did not make" in done.stderr
+        assert foreign in volumes(cluster)
+        assert major(cluster) == 15
+    finally:
+        run(["docker", "volume", "rm", foreign])
+
+
+def _upgrade_process(stack: Stack, image: str, **env: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "invoke", "db-upgrade", "--image", image, "--yes", "--terminate"],
+        cwd=ROOT, env=stack.env(**env), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+def test_two_upgrades_at_once_one_wins_and_the_data_is_whole(cluster, newer_image):
+    before = state(cluster)
+    first, second = (_upgrade_process(cluster, newer_image) for _ in range(2))
+    results = [(p.wait(timeout=600), *p.communicate()) for p in (first, second)]
+    codes = sorted(code for code, _, _ in results)
+    assert codes == [0, 2], results
+    loser = next(err for code, _, err in results if code == 2)
+    assert "not newer" in loser, loser  # it waited, then saw the upgraded data
+    assert "waiting for process" in loser, loser
+    assert "(inv db-upgrade --image)" in loser, loser
+    assert major(cluster) == 17
+    assert_same(state(cluster), before)
+    assert volumes(cluster) == sorted([cluster.volume, f"{cluster.volume}_pg17"])
+    helpers = run(["docker", "ps", "-aq", "--filter", f"name={cluster.volume}_pg17-upgrade"])
+    assert helpers.stdout.strip() == ""  # no second server on the live data directory
+    mounts = run(["docker", "ps", "-q", "--filter", f"volume={cluster.volume}_pg17"])
+    assert len(mounts.stdout.split()) == 1
+
+
+def test_a_client_writing_during_the_upgrade_never_loses_a_write(cluster, newer_image):
+    import threading
+    import time
+
+    with connect(cluster) as conn:
+        conn.execute("CREATE TABLE app.writes (n int PRIMARY KEY)")
+    committed, refused, stop = [], [], threading.Event()
+
+    def writer() -> None:
+        n = 0
+        while not stop.is_set():
+            n += 1
+            try:
+                with connect(cluster) as conn:
+                    conn.execute("INSERT INTO app.writes VALUES (%s)", [n])
+                committed.append(n)  # the server said COMMIT: it must survive
+            except psycopg.Error:
+                refused.append(n)
+            time.sleep(0.02)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        time.sleep(0.5)
+        done = upgrade(cluster, "--image", newer_image, "--yes", "--terminate")
+        time.sleep(0.5)
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+    assert done.returncode == 0, done.stderr
+    assert major(cluster) == 17
+    assert refused, "no write was ever refused: the copy window was not exercised"
+    with connect(cluster) as conn:
+        kept = {row[0] for row in conn.execute("SELECT n FROM app.writes").fetchall()}
+    lost = sorted(set(committed) - kept)
+    assert lost == [], f"{len(lost)} committed write(s) lost: {lost[:10]}"

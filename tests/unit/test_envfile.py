@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import stat
+from pathlib import Path
 
 import pytest
 
@@ -77,3 +78,62 @@ def test_example_documents_every_variable():
                 "POSTGRES_IMAGE", "POSTGRES_CONTAINER_NAME", "COMPOSE_PROJECT_NAME",
                 "DB_HOST", "DB_PORT", "DB_NAME", "DB_USER", "DB_PASSWORD"}  # fmt: skip
     assert expected <= keys
+
+
+# record: the switch db-upgrade (and setup) make in the env file -----------------------------
+
+
+def _record(path, values):
+    from devdb.envfile import record
+
+    record(path, values, "# header\n", "try again")
+
+
+def test_record_sets_both_keys_in_one_rename_keeping_mode_and_other_lines(tmp_path, monkeypatch):
+    import os
+
+    target = tmp_path / ".env"
+    target.write_text("# mine\nPOSTGRES_IMAGE=old\nPOSTGRES_PASSWORD=s3cret\n")
+    os.chmod(target, 0o640)
+    replaced = []
+    real_replace = os.replace
+
+    def spy(src, dst):
+        replaced.append((os.fspath(dst), Path(src).read_text()))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", spy)
+    monkeypatch.delenv("POSTGRES_IMAGE", raising=False)
+    monkeypatch.delenv("POSTGRES_VOLUME", raising=False)
+    _record(target, {"POSTGRES_IMAGE": "new:17", "POSTGRES_VOLUME": "vol_pg17"})
+    onto_target = [text for dst, text in replaced if dst == os.fspath(target)]
+    assert len(onto_target) == 1  # one rename carries both values
+    assert "POSTGRES_IMAGE=new:17" in onto_target[0]
+    assert "POSTGRES_VOLUME=vol_pg17" in onto_target[0]
+    assert target.read_text().splitlines() == [
+        "# mine", "POSTGRES_IMAGE=new:17", "POSTGRES_PASSWORD=s3cret", "POSTGRES_VOLUME=vol_pg17",
+    ]  # fmt: skip
+    assert stat.S_IMODE(target.stat().st_mode) == 0o640
+    assert not [p for p in tmp_path.iterdir() if p.name != ".env"]  # no temporary file left
+
+
+def test_record_through_a_symlink_keeps_the_link_and_writes_its_target(tmp_path, monkeypatch):
+    monkeypatch.delenv("POSTGRES_IMAGE", raising=False)
+    real = tmp_path / "config" / "dev.env"
+    real.parent.mkdir()
+    real.write_text("POSTGRES_IMAGE=old\n")
+    real.chmod(0o600)
+    link = tmp_path / ".env"
+    link.symlink_to(real)
+    _record(link, {"POSTGRES_IMAGE": "new:17"})
+    assert link.is_symlink()
+    assert real.read_text() == "POSTGRES_IMAGE=new:17\n"
+    assert stat.S_IMODE(real.stat().st_mode) == 0o600
+
+
+def test_record_makes_a_missing_file_private_with_its_header(tmp_path, monkeypatch):
+    monkeypatch.delenv("POSTGRES_IMAGE", raising=False)
+    target = tmp_path / ".env"
+    _record(target, {"POSTGRES_IMAGE": "new:17"})
+    assert target.read_text() == "# header\nPOSTGRES_IMAGE=new:17\n"
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
