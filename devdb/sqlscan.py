@@ -292,7 +292,10 @@ class _Scanner:
         if not self.code and not text.strip():
             return
         if self.unrestricted and text.strip():
-            self.refuse("SQL after pg_dump's closing \\unrestrict line")
+            blank = piece[: len(piece) - len(piece.lstrip())].count(b"\n")
+            raise ScriptRefused(
+                self.line() + blank, "SQL after pg_dump's closing \\unrestrict line"
+            )
         self.code.append(text)
         self.code_size += len(piece)
 
