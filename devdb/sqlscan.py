@@ -43,6 +43,10 @@ CREATE_TABLE = re.compile(
 DROP_TABLE = re.compile(
     rf"^drop\s+table\s+(?:if\s+exists\s+)?(?P<names>{NAME}(?:\s*,\s*{NAME})*)", re.I
 )
+MOVE_TABLE = re.compile(
+    rf"^alter\s+table\s+(?:if\s+exists\s+)?(?:only\s+)?(?P<name>{NAME})\s+(?:rename\s+to|set\s+schema)\s",
+    re.I,
+)
 OTHER_DATABASES = re.compile(r"^(?:create|drop)\s+database\b", re.I)
 CLUSTER_WIDE = re.compile(
     r"^(?:(?:create|alter|drop)\s+(?:database|role|user(?!\s+mapping)|group|tablespace)|"
@@ -344,12 +348,13 @@ class _Scanner:
         created = CREATE_TABLE.match(code)
         if created and not created.group("temp") and len(self.result.tables) < TABLES_CAP:
             self.result.tables.append(re.sub(r"\s*\.\s*", ".", created.group("name")))
-        dropped = DROP_TABLE.match(code)
-        if dropped:
-            for name in re.split(r"\s*,\s*", dropped.group("names")):
-                name = re.sub(r"\s*\.\s*", ".", name)
-                if name in self.result.tables:
-                    self.result.tables.remove(name)
+        gone = [moved.group("name")] if (moved := MOVE_TABLE.match(code)) else []
+        if dropped := DROP_TABLE.match(code):
+            gone = re.split(r"\s*,\s*", dropped.group("names"))
+        for name in gone:
+            name = re.sub(r"\s*\.\s*", ".", name)
+            if name in self.result.tables:
+                self.result.tables.remove(name)
 
     def copy_data(self) -> None:
         """Skip COPY's data to its `\\.` line (psql reads the data from the next line on)."""

@@ -96,6 +96,7 @@ def test_a_real_pg_dump_script(chunk):
 def test_the_tables_left_behind():
     data = b'CREATE TABLE public."T x" (a int); create temp table q (a int);\n'
     data += b"create unlogged table if not exists z (a int); CREATE TABLE y (a int); drop table y;"
+    data += b"CREATE TABLE r (a int); ALTER TABLE r RENAME TO r2;"
     assert scan(data).tables == ['public."T x"', "z"]
 
 
