@@ -34,6 +34,10 @@ class ArchiveInvalid(Exception):
     """The archive's table of contents or data cannot be read to its end."""
 
 
+class ArchiveUnsupported(ArchiveInvalid):
+    """An archive version this reader does not know (pg_dump before 9.0, or after 17)."""
+
+
 @dataclass(frozen=True)
 class Entry:
     dump_id: int
@@ -104,9 +108,7 @@ def read_toc(stream: BinaryIO) -> tuple[Toc, _Reader]:
         raise ArchiveInvalid("it does not start with PGDMP")
     version = (reader.byte(), reader.byte(), reader.byte())
     if not OLDEST <= version <= NEWEST:
-        raise ArchiveInvalid(
-            f"archive version {'.'.join(map(str, version))} is not one this task reads"
-        )
+        raise ArchiveUnsupported(".".join(map(str, version)))
     reader.int_size, reader.offset_size = reader.byte(), reader.byte()
     if reader.int_size not in (4, 8) or not 1 <= reader.offset_size <= 8:
         raise ArchiveInvalid("its header is damaged")

@@ -50,6 +50,8 @@ def inspect(dump: dumps.Dump) -> Inspection:
                 archive_toc.walk_custom_data(reader, toc)
     except dumps.DumpDamaged as exc:
         raise ConfigError(f"{dump.path}: {exc}; {NOTHING_CHANGED}.") from None
+    except archive_toc.ArchiveUnsupported as exc:
+        raise _unsupported(dump, exc) from None
     except archive_toc.ArchiveInvalid as exc:
         raise ConfigError(
             f"{dump.path} is a cut or damaged archive ({exc}); {NOTHING_CHANGED}."
@@ -76,6 +78,8 @@ def _directory(dump: dumps.Dump) -> Inspection:
     with (dump.path / "toc.dat").open("rb") as stream:
         try:
             toc, _ = archive_toc.read_toc(stream)
+        except archive_toc.ArchiveUnsupported:
+            raise  # inspect() says it
         except archive_toc.ArchiveInvalid as exc:
             raise ConfigError(
                 f"{dump.path}/toc.dat is damaged ({exc}); {NOTHING_CHANGED}."
@@ -94,6 +98,14 @@ def _directory(dump: dumps.Dump) -> Inspection:
             )
         size += sum(p.stat().st_size for p in present)
     return Inspection(size * ARCHIVE_GROWTH, _table_names(toc))
+
+
+def _unsupported(dump: dumps.Dump, version: archive_toc.ArchiveUnsupported) -> ConfigError:
+    return ConfigError(
+        f"{dump.path} is an archive of format version {version}, which db-restore cannot check "
+        "(it reads those of pg_dump 9.0 to 17); ask for a plain-SQL dump (pg_dump "
+        f"--format=plain); {NOTHING_CHANGED}."
+    )
 
 
 def _refuse_entries(dump: dumps.Dump, toc: archive_toc.Toc) -> None:
