@@ -1,6 +1,8 @@
 """`inv db-restore PATH`: any dump people hand each other, into the configured database.
 
-The dump is recognised from its content (dumps.py), checked, and loaded into a new empty
+The dump is recognised from its content (dumps.py) and read whole as untrusted input
+(inspection.py: a command that could run a program or leave the database is refused, a cut
+archive too, compressed or not), the space checked, and it is loaded into a new empty
 database beside the configured one (same owner, encoding and locale); only when the load is
 complete and clean does that database take the configured one's name, in one transaction
 (databases.swap_in). A failure, a damaged or truncated dump, Ctrl-C or a killed process
@@ -13,7 +15,9 @@ through psql as one transaction with ON_ERROR_ROLLBACK, so a statement that name
 missing here (an owner, a grant) or a setting this server does not know is undone alone;
 load_errors then decides what may be left out (and it is reported) and what is a real error
 (the restore stops, the server's own message and the line are shown). Data never passes
-through Python unless it must be decompressed.
+through Python unless it must be decompressed. psql never runs a backslash command from a
+plain dump: its \\restrict mode is switched on before the file's first line (a psql without it
+refuses plain SQL), and the tables the dump creates are looked for before the swap.
 """
 
 from __future__ import annotations

@@ -154,3 +154,19 @@ def test_a_dump_with_pg_dumps_own_restrict_lines_restores(stack, tmp_path):
     done = restore(stack, plain)
     assert done.returncode == 0, done.stderr
     assert fingerprint(stack) == before
+
+
+def test_a_data_line_read_as_a_command_after_a_failed_copy_never_runs(stack, tmp_path):
+    """The scan lets COPY data through unread; when the COPY fails (its table is missing),
+    psql reads the data lines as commands. psql's \\restrict mode, on before the file's first
+    line, is what stops them."""
+    proof = f"/tmp/devdb-data-{secrets.token_hex(4)}"
+    data = f"COPY public.nowhere (a) FROM stdin;\n1\n\\! touch {proof}\n\\.\n"
+    script = tmp_path / "data.sql"
+    script.write_text(before_trailer(script_without_restrict(stack, tmp_path), data))
+    before = fingerprint(stack)
+    done = restore(stack, script)
+    assert done.returncode == 1, f"{done.returncode} {done.stdout} {done.stderr}"
+    assert 'relation "public.nowhere" does not exist' in done.stderr
+    assert fingerprint(stack) == before
+    assert not in_container(stack, proof)
