@@ -24,7 +24,7 @@ CHUNK = 1024 * 1024
 STATEMENT_CAP = 64 * 1024  # the code of one statement kept for its checks (not its strings)
 TABLES_CAP = 10_000  # names of created tables kept for the check after the load
 SHOWN = 60
-SPECIAL = re.compile(rb"""[eE]'|[-/'"$\\;()]""")
+SPECIAL = re.compile(rb"""[eE]'|[-/'"$\\;]""")
 QUOTE = re.compile(rb"'")
 DOUBLE_QUOTE = re.compile(rb'"')
 COPY_END = re.compile(rb"\n\\\.(?:\r?\n|\r?\Z)")
@@ -84,6 +84,7 @@ class _Scanner:
     def __init__(self, stream: BinaryIO) -> None:
         self.stream, self.buf, self.pos, self.line_base = stream, b"", 0, 1
         self.offset = 0  # the absolute position of buf[0]
+        self.known = (0, 1)  # an absolute position and its line number
         self.last: re.Match[bytes] | None = None
         self.eof = False
         self.code: list[str] = []  # the current statement's code, strings shortened
@@ -114,7 +115,15 @@ class _Scanner:
         return True
 
     def line(self, at: int | None = None) -> int:
-        return self.line_base + self.buf.count(b"\n", 0, self.pos if at is None else at)
+        """The line number at buffer index `at` (pos): counted on from the last answer."""
+        at = self.pos if at is None else at
+        known_at, known_line = self.known
+        first = known_at - self.offset
+        if first < 0 or first > at:
+            first, known_line = 0, self.line_base
+        line = known_line + self.buf.count(b"\n", first, at)
+        self.known = (self.offset + at, line)
+        return line
 
     def refuse(self, what: str) -> None:
         raise ScriptRefused(self.line(), what)
@@ -151,12 +160,12 @@ class _Scanner:
     def run(self) -> Scan:
         self.more()
         while True:
-            found = self.search(SPECIAL, lookahead=2, skip=self.add_code)
+            found = self.search(SPECIAL, lookahead=2, skip=self.code_piece)
             if found is None:
-                self.add_code(self.buf[self.pos :])
+                self.code_piece(self.buf[self.pos :])
                 self.pos = len(self.buf)
                 break
-            self.add_code(self.buf[self.pos : found.start()])
+            self.code_piece(self.buf[self.pos : found.start()])
             self.pos = found.start()
             self.special(found.group(0))
         self.end_statement(final=True)
@@ -181,8 +190,7 @@ class _Scanner:
             self.pos += 1
             self.end_statement()
         else:
-            self.depth = max(0, self.depth + {b"(": 1, b")": -1}.get(mark, 0))
-            self.add_code(mark)
+            self.code_piece(mark)
             self.pos += 1
 
     def block_comment(self) -> None:
@@ -289,6 +297,12 @@ class _Scanner:
 
     # Statements ------------------------------------------------------------------------------
 
+    def code_piece(self, piece: bytes) -> None:
+        """Code outside quotes and comments: its parentheses counted, as psql counts them."""
+        if b"(" in piece or b")" in piece:
+            self.depth = max(0, self.depth + piece.count(b"(") - piece.count(b")"))
+        self.add_code(piece)
+
     def add_code(self, piece: bytes) -> None:
         if not piece or self.code_size > STATEMENT_CAP:
             return
@@ -305,13 +319,14 @@ class _Scanner:
 
     def end_statement(self, final: bool = False) -> None:
         code = " ".join("".join(self.code).split())
-        statement_line = self.line()
         too_long = self.code_size > STATEMENT_CAP
         self.code, self.code_size = [], 0
         if not code:
             return
         self.statements += 1
-        self.check(code, too_long, statement_line)
+        problem = self.check(code, too_long)
+        if problem:
+            self.refuse(problem)
         if (
             COPY_START.match(code)
             and COPY_FROM_STDIN.search(PARENTHESES.sub("", code))
@@ -319,30 +334,32 @@ class _Scanner:
         ):
             self.copy_data()
 
-    def check(self, code: str, too_long: bool, line: int) -> None:
+    def check(self, code: str, too_long: bool) -> str | None:
+        """Why the statement is refused, or None; notes what the statement sets or creates."""
         if OTHER_DATABASES.match(code):
-            raise ScriptRefused(
-                line, "CREATE or DROP DATABASE (a pg_dumpall dump, or pg_dump --create): restore "
-                "a dump of one database made without --create",
-            )  # fmt: skip
+            return (
+                "CREATE or DROP DATABASE (a pg_dumpall dump, or pg_dump --create): restore a "
+                "dump of one database made without --create"
+            )
         if CLUSTER_WIDE.match(code):
-            raise ScriptRefused(
-                line, f"{code[:SHOWN]!r} changes the whole server, not one database (roles, "
-                "databases, tablespaces and server settings are not part of a database dump)",
-            )  # fmt: skip
+            return (
+                f"{code[:SHOWN]!r} changes the whole server, not one database (roles, databases, "
+                "tablespaces and server settings are not part of a database dump)"
+            )
         if COPY_START.match(code):
             bare = code
             while PARENTHESES.search(bare):
                 bare = PARENTHESES.sub("", bare)
             if too_long:
-                raise ScriptRefused(line, "a COPY statement too long to check")
+                return "a COPY statement too long to check"
             if COPY_PROGRAM.search(bare):
-                raise ScriptRefused(line, "COPY ... PROGRAM runs a program on the server")
+                return "COPY ... PROGRAM runs a program on the server"
             if COPY_FILE.search(bare):
-                raise ScriptRefused(line, "COPY to or from a file on the server")
+                return "COPY to or from a file on the server"
         if setting := STD_STRINGS.match(code):
             self.std_strings = setting.group("value").lower() in ("on", "true", "1", "yes")
         self.note_tables(code)
+        return None
 
     def note_tables(self, code: str) -> None:
         created = CREATE_TABLE.match(code)
