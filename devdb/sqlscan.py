@@ -85,7 +85,6 @@ class _Scanner:
         self.stream, self.buf, self.pos, self.line_base = stream, b"", 0, 1
         self.offset = 0  # the absolute position of buf[0]
         self.known = (0, 1)  # an absolute position and its line number
-        self.last: re.Match[bytes] | None = None
         self.eof = False
         self.code: list[str] = []  # the current statement's code, strings shortened
         self.code_size = 0
@@ -144,16 +143,13 @@ class _Scanner:
         while True:
             found = pattern.search(self.buf, self.pos)
             if found and (found.end() + lookahead <= len(self.buf) or self.eof):
-                self.last = found
                 return found
             keep = found.start() if found else max(self.pos, len(self.buf) - max(KEEP, tail))
             if skip is not None:
                 skip(self.buf[self.pos : keep])
             self.pos = keep
             if not self.more():
-                found = pattern.search(self.buf, self.pos)
-                self.last = found
-                return found
+                return pattern.search(self.buf, self.pos)
 
     # States ----------------------------------------------------------------------------------
 
