@@ -79,9 +79,9 @@ def restore_task(
 ) -> Loaded:  # fmt: skip
     """Recognise, check, ask, back up, load beside, swap in; then say what was mapped."""
     dump = dumps.identify(Path(path))
-    inspected = inspection.inspect(dump)  # the whole dump, before anything changes
     compose = Compose(settings)
     compose.require_running()
+    inspected = inspection.inspect(dump)  # the whole dump, before anything changes
     key = _restrict_key(compose, dump)
     with _reachable(compose, dump) as where:
         listing = _check_archive(compose, dump, where) if dump.is_archive else ""
