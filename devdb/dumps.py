@@ -40,7 +40,6 @@ PLAIN_HEADER = "-- PostgreSQL database dump"
 PLAIN_TRAILER = b"-- PostgreSQL database dump complete"
 CLUSTER_HEADER = "-- PostgreSQL database cluster dump"
 PLAIN_DUMPED_BY = re.compile(r"^-- Dumped by pg_dump version (\S+)", re.M)
-SWITCHES_DATABASE = re.compile(r"^(\\connect|\\c)\s|^CREATE DATABASE\s", re.M | re.I)
 # The words a SQL script can start with (after comments and psql's backslash commands).
 _FIRST_WORDS_TEXT = """
     abort alter analyze begin call checkpoint close cluster comment commit copy create deallocate
@@ -178,18 +177,19 @@ def _as_text(head: bytes) -> str | None:
 
 
 def _refuse_other_databases(path: Path, text: str) -> None:
-    if CLUSTER_HEADER in text[:300] or SWITCHES_DATABASE.search(text):
+    # The whole script is read later (inspection.py): \connect or CREATE DATABASE anywhere.
+    if CLUSTER_HEADER in text[:300]:
         raise ConfigError(
-            f"{path} creates or switches databases (a pg_dumpall dump, or pg_dump --create): "
-            "restore a dump of one database made without --create (pg_dump -d NAME), "
-            f"{NOTHING_CHANGED}."
+            f"{path} is a pg_dumpall dump of a whole server (it creates and switches "
+            "databases): restore a dump of one database made without --create (pg_dump -d "
+            f"NAME); {NOTHING_CHANGED}."
         )
 
 
 def looks_like_sql(text: str) -> bool:
     """True when the first thing after comments and psql backslash lines is a SQL word."""
+    text = text.lstrip("\ufeff")  # before the length: positions count in the stripped text
     position, length = 0, len(text)
-    text = text.lstrip("\ufeff")
     while position < length:
         rest = text[position:].lstrip()
         if not rest:
@@ -276,26 +276,6 @@ class _HeaderReader:
             raise ValueError("short string")
         self.position += length
         return text.decode("utf-8")
-
-
-def check_tar_complete(path: Path) -> None:
-    """pg_restore reads a cut tar archive from a pipe without a word (exit 0, data missing):
-    walk its members here first. Each header is read and each member's end is seeked to, so
-    this costs a few reads, not a pass over the data."""
-    import tarfile
-
-    try:
-        with tarfile.open(path, "r:") as archive:
-            names = [member.name for member in archive]
-    except (tarfile.TarError, EOFError, OSError) as exc:
-        raise ConfigError(
-            f"{path} is a cut or damaged tar archive ({exc}); {NOTHING_CHANGED}."
-        ) from None
-    if "restore.sql" not in names:  # pg_dump writes it last
-        raise ConfigError(
-            f"{path} is a cut tar archive (pg_dump's last member, restore.sql, is missing); "
-            f"{NOTHING_CHANGED}."
-        )
 
 
 # Reading -----------------------------------------------------------------------------------

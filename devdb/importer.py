@@ -1,6 +1,8 @@
 """`inv db-restore PATH`: any dump people hand each other, into the configured database.
 
-The dump is recognised from its content (dumps.py), checked, and loaded into a new empty
+The dump is recognised from its content (dumps.py) and read whole as untrusted input
+(inspection.py: a command that could run a program or leave the database is refused, a cut
+archive too, compressed or not), the space checked, and it is loaded into a new empty
 database beside the configured one (same owner, encoding and locale); only when the load is
 complete and clean does that database take the configured one's name, in one transaction
 (databases.swap_in). A failure, a damaged or truncated dump, Ctrl-C or a killed process
@@ -13,7 +15,9 @@ through psql as one transaction with ON_ERROR_ROLLBACK, so a statement that name
 missing here (an owner, a grant) or a setting this server does not know is undone alone;
 load_errors then decides what may be left out (and it is reported) and what is a real error
 (the restore stops, the server's own message and the line are shown). Data never passes
-through Python unless it must be decompressed.
+through Python unless it must be decompressed. psql never runs a backslash command from a
+plain dump: its \\restrict mode is switched on before the file's first line (a psql without it
+refuses plain SQL), and the tables the dump creates are looked for before the swap.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
-from devdb import databases, dumps, load_errors
+from devdb import databases, dumps, inspection, load_errors
 from devdb.backup import BackupError, backup
 from devdb.compose import Compose
 from devdb.confirm import confirm
@@ -57,6 +61,10 @@ OWNED_KINDS = (
 )  # fmt: skip
 NOT_OWNED = ("TABLE DATA ", "SEQUENCE SET ", "SEQUENCE OWNED BY ")
 NOTHING_CHANGED = "the database is unchanged"
+# psql locks out its backslash commands (\restrict) from these releases on, per major version.
+RESTRICT_SINCE = {13: 22, 14: 19, 15: 14, 16: 10, 17: 6}
+RESTRICTED = "error: backslash commands are restricted; only \\unrestrict is allowed"
+WRONG_KEY = "error: \\unrestrict: wrong key"
 
 
 @dataclass
@@ -73,9 +81,16 @@ def restore_task(
     dump = dumps.identify(Path(path))
     compose = Compose(settings)
     compose.require_running()
+    inspected = inspection.inspect(dump)  # the whole dump, before anything changes
+    key = _restrict_key(compose, dump)
     with _reachable(compose, dump) as where:
         listing = _check_archive(compose, dump, where) if dump.is_archive else ""
         missing_owners = _missing_owners(settings, listing)
+        databases.ensure_space(
+            settings, inspected.load_bytes,
+            f"free space on the Docker disk (docker system df), then run inv db-restore again; "
+            f"{NOTHING_CHANGED}.",
+        )  # fmt: skip
         console.line(f"{dump.path} is {dump.describe()}.")
         console.line(
             f"This replaces database {settings.database} with the contents of {dump.path}."
@@ -86,7 +101,9 @@ def restore_task(
         if safety_backup:
             saved = backup(settings)
             console.line(f"Safety backup of the current data: {saved.path}")
-        loaded = _load_and_swap(compose, settings, dump, where, listing, terminate)
+        loaded = _load_and_swap(
+            compose, settings, _Source(dump, where, key, inspected), listing, terminate
+        )
     if dump.is_archive:  # pg_restore --no-owner made them ours; its list says whose they were
         loaded.report.owners_mapped = missing_owners
     console.line(f"Restored {dump.path} into {settings.database} in {loaded.seconds:.2f} s.")
@@ -100,17 +117,28 @@ def _refuse_if_others(settings: Settings) -> None:
         databases.make_way(conn, settings.database, terminate=False)
 
 
+@dataclass(frozen=True)
+class _Source:
+    """The dump with what was learnt before the load: where pg_restore finds it, the key that
+    locks psql's backslash commands, what the inspection read."""
+
+    dump: dumps.Dump
+    where: str | None
+    key: str | None
+    inspected: inspection.Inspection
+
+
 def _load_and_swap(
-    compose: Compose, settings: Settings, dump: dumps.Dump, where: str | None, listing: str,
-    terminate: bool,
-) -> Loaded:  # fmt: skip
+    compose: Compose, settings: Settings, source: _Source, listing: str, terminate: bool
+) -> Loaded:
     with compose.exclusive(), databases.maintenance(settings, APPLICATION_NAME) as conn:
         databases.clean_leftovers(conn)
         started = time.monotonic()
         work = databases.work_name()
         databases.create_empty_like(conn, work, settings.database)
         try:
-            report = _load(compose, settings, dump, where, work, listing)
+            report = _load(compose, settings, source, work, listing)
+            _check_loaded(settings, source, work)
             databases.swap_in(conn, settings.database, work, terminate)
         except BaseException:
             databases.clean_leftovers(conn)
@@ -122,10 +150,45 @@ def _load_and_swap(
 # Checks ------------------------------------------------------------------------------------
 
 
+def _restrict_key(compose: Compose, dump: dumps.Dump) -> str | None:
+    """A fresh key for psql's \\restrict when this server's psql has it, else None; plain SQL
+    needs it (defense in depth: a failed COPY makes psql read its data lines as commands)."""
+    said = compose.run("exec", "-T", SERVICE, "psql", "--version")
+    found = re.search(r"(\d+)\.(\d+)", said)
+    major, minor = (int(found.group(1)), int(found.group(2))) if found else (0, 0)
+    if major >= 18 or minor >= RESTRICT_SINCE.get(major, 10**6):
+        return secrets.token_hex(16)
+    if dump.kind == "plain":
+        raise ConfigError(
+            f"this server's psql ({said.strip()}) cannot lock out the backslash commands of a "
+            "script (\\restrict came in PostgreSQL 13.22, 14.19, 15.14, 16.10 and 17.6): use a "
+            "current image (POSTGRES_IMAGE=postgres:15-alpine, pulled again) or an archive "
+            f"(pg_dump --format=custom); {NOTHING_CHANGED}."
+        )
+    return None  # archives: their entries were checked for backslashes (inspection)
+
+
+def _check_loaded(settings: Settings, source: _Source, work: str) -> None:
+    """Before the swap: the tables the dump creates are in the work database."""
+    tables = source.inspected.tables
+    if not tables:
+        return
+    from devdb import readiness
+
+    with readiness.connect(settings, application_name=APPLICATION_NAME, dbname=work) as conn:
+        rows = conn.execute(
+            "SELECT name FROM unnest(%s::text[]) AS name WHERE to_regclass(name) IS NULL",
+            (tables,),
+        ).fetchall()
+    if rows:
+        raise BackupError(
+            f"the load did not leave table {rows[0][0]} in the new database (and "
+            f"{len(rows) - 1} more), though {source.dump.path} creates it; {NOTHING_CHANGED}."
+        )
+
+
 def _check_archive(compose: Compose, dump: dumps.Dump, where: str | None) -> str:
     """pg_restore --list must read the archive; returns the list (its table of contents)."""
-    if dump.kind == "tar" and dump.compression is None:
-        dumps.check_tar_complete(dump.path)
     with tempfile.TemporaryFile() as listing:
         code, errors, _ = _run_fed(
             compose, dump, ("pg_restore", "--list", *_location(where)), listing
@@ -188,18 +251,21 @@ PRIVILEGE_KINDS = ("ACL ", "DEFAULT ACL ")
 
 
 def _load(
-    compose: Compose, settings: Settings, dump: dumps.Dump, where: str | None, database: str,
-    listing: str,
-) -> load_errors.LoadReport:  # fmt: skip
+    compose: Compose, settings: Settings, source: _Source, database: str, listing: str
+) -> load_errors.LoadReport:
     """The dump into `database`; raise unless it all went in (what may be left out, reported)."""
+    dump, where = source.dump, source.where
     if not dump.is_archive:
-        return _run_script(compose, settings, dump, None, database)
+        return _run_script(compose, settings, source, None, database)
     _restore_archive(compose, settings, dump, where, database)
     privileges = [line for line in listing.splitlines() if _is_privilege_entry(line)]
     if not privileges:
         return load_errors.LoadReport()
     with _container_file(compose, "\n".join(privileges) + "\n") as list_file:
-        return _run_script(compose, settings, dump, ("-L", list_file, *_location(where)), database)
+        options = ("-L", list_file, *_location(where))
+        if source.key:  # pg_restore's script locks psql's backslash commands on its 5th line
+            options = (f"--restrict-key={source.key}", *options)
+        return _run_script(compose, settings, source, options, database)
 
 
 def _is_privilege_entry(line: str) -> bool:
@@ -252,17 +318,32 @@ def pg_restore_failure(text: str) -> str:
     return f"{where}: {said} (statement: {load_errors.shortened(command.group(1))})"
 
 
-def _run_script(
-    compose: Compose, settings: Settings, dump: dumps.Dump,
-    archive_options: tuple[str, ...] | None, database: str,
-) -> load_errors.LoadReport:  # fmt: skip
-    """SQL into `database` through psql, one transaction, each failed statement undone alone:
-    the plain dump itself, or the script pg_restore makes of the archive entries chosen."""
-    psql = (
+def _psql(settings: Settings, source: _Source, database: str, plain: bool) -> tuple[str, ...]:
+    """psql for a load: one transaction, each failed statement undone alone; for plain SQL its
+    backslash commands locked out before the file's first line; at the end, a check that the
+    session is still in `database` (the transaction fails otherwise)."""
+    lock = ("-c", f"\\restrict {source.key}") if plain else ()
+    still_here = (
+        "DO $devdb$BEGIN IF current_database() <> '" + database + "' THEN RAISE EXCEPTION "
+        "'devdb: the load ended in database %, not the new one', current_database(); "
+        "END IF; END$devdb$"
+    )  # the work database's name is ours: devdb_work_ and hex digits
+    return (
         "psql", "--no-psqlrc", "--quiet", "--single-transaction", "--output=/dev/null",
         "-v", "ON_ERROR_STOP=0", "-v", "ON_ERROR_ROLLBACK=on", "-v", "ECHO=errors",
-        "-v", "VERBOSITY=verbose", "-U", settings.user, "-d", database, "--file=-",
+        "-v", "VERBOSITY=verbose", "-U", settings.user, "-d", database,
+        *lock, "--file=-", "-c", still_here,
     )  # fmt: skip
+
+
+def _run_script(
+    compose: Compose, settings: Settings, source: _Source,
+    archive_options: tuple[str, ...] | None, database: str,
+) -> load_errors.LoadReport:  # fmt: skip
+    """SQL into `database` through psql: the plain dump itself, or the script pg_restore makes
+    of the archive entries chosen."""
+    dump = source.dump
+    psql = _psql(settings, source, database, plain=archive_options is None)
     with ExitStack() as stack:
         load_stderr, restore_stderr = (
             stack.enter_context(tempfile.TemporaryFile()) for _ in range(2)
@@ -288,15 +369,16 @@ def _run_script(
         load_code = loader.wait()
         restore_code = restorer.wait() if restorer else 0
         feed.join()
-        return _judge(dump, feed, load_code, _text(load_stderr), restore_code,
+        return _judge(source, feed, load_code, _text(load_stderr), restore_code,
                       brief(_text(restore_stderr)))  # fmt: skip
 
 
 def _judge(
-    dump: dumps.Dump, feed: _Feed, load_code: int, load_stderr: str, restore_code: int,
+    source: _Source, feed: _Feed, load_code: int, load_stderr: str, restore_code: int,
     restore_stderr: str,
 ) -> load_errors.LoadReport:  # fmt: skip
     # A damaged or cut dump is bad input (exit 2); a statement the server refuses, exit 1.
+    dump = source.dump
     feed.check()
     if restore_code != 0:
         raise ConfigError(f"pg_restore could not read all of {dump.path} ({restore_stderr}); {NOTHING_CHANGED}.")  # fmt: skip
@@ -305,7 +387,7 @@ def _judge(
             f"{dump.path} ends before pg_dump's closing line: the dump was cut short; "
             f"{NOTHING_CHANGED}."
         )
-    report = load_errors.read(load_stderr)
+    report = load_errors.read(load_stderr, _expected(source))
     if report.fatal:
         first = report.fatal[0]
         more = f" (and {len(report.fatal) - 1} more errors)" if len(report.fatal) > 1 else ""
@@ -315,6 +397,18 @@ def _judge(
             f"psql stopped with exit code {load_code} ({brief(load_stderr)}); {NOTHING_CHANGED}."
         )
     return report
+
+
+def _expected(source: _Source) -> frozenset[tuple[int, str]]:
+    """psql's complaints at the dump's own \\restrict and \\unrestrict lines, which meet ours:
+    the only psql errors a plain load may show."""
+    if source.dump.is_archive:
+        return frozenset()
+    inspected = source.inspected
+    return frozenset(
+        [(line, RESTRICTED) for line in inspected.restrict_lines]
+        + [(line, WRONG_KEY) for line in inspected.unrestrict_lines]
+    )
 
 
 @contextmanager

@@ -78,8 +78,9 @@ def _counts(counter: Counter, noun: str) -> str:
     )
 
 
-def read(stderr: str) -> LoadReport:
-    """Every error psql reported, sorted into what may be mapped or skipped and what is fatal."""
+def read(stderr: str, expected: frozenset[tuple[int, str]] = frozenset()) -> LoadReport:
+    """Every error psql reported, sorted into what may be mapped or skipped and what is fatal;
+    `expected` holds (line, message) pairs of psql's own complaints that are no failure."""
     report = LoadReport()
     failures: list[Failure] = []
     in_statement = False
@@ -97,6 +98,8 @@ def read(stderr: str) -> LoadReport:
         elif rest.startswith("STATEMENT:") and failures:
             failures[-1].statement = rest.removeprefix("STATEMENT:").strip()
             in_statement = True
+        elif (line, rest) in expected:
+            pass
         elif not rest.startswith(QUIET):
             failures.append(Failure(line, "psql", rest))  # psql's own: an unknown \command...
     for failure in failures:

@@ -240,8 +240,8 @@ def bad_inputs(stack: Stack, tmp: Path) -> dict[str, tuple[Path, str]]:
         "random bytes": (tmp / "random.bin", "is not a dump"),
         "text that is not SQL": (tmp / "prose.sql", "not SQL"),
         "a whole cluster": (tmp / "cluster.sql", "pg_dumpall"),
-        "truncated custom archive": (cut(custom, tmp / "cut.dump"), "pg_restore"),
-        "truncated tar archive": (cut(tar, tmp / "cut.tar"), "cut or damaged tar"),
+        "truncated custom archive": (cut(custom, tmp / "cut.dump"), "cut or damaged"),
+        "truncated tar archive": (cut(tar, tmp / "cut.tar"), "cut or damaged"),
         "truncated gzip stream": (cut(packed, tmp / "cut.sql.gz"), "truncated"),
         "truncated plain script": (cut(plain, tmp / "cut.sql", 0.9), "cut short"),
     }

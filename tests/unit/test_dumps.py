@@ -97,10 +97,6 @@ def test_tar_archive_from_pg_dump(tmp_path):
             archive.addfile(info, io.BytesIO(data))
     path = write(tmp_path, "x", buffer.getvalue())
     assert dumps.identify(path).kind == "tar"
-    dumps.check_tar_complete(path)
-    cut = write(tmp_path, "cut", buffer.getvalue()[:700])
-    with pytest.raises(ConfigError, match="cut or damaged tar"):
-        dumps.check_tar_complete(cut)
 
 
 def test_a_tar_that_pg_dump_did_not_make_is_refused(tmp_path):
@@ -126,7 +122,6 @@ REFUSED = {
     "prose": (b"Hello there,\nthe data is attached.\n", "not SQL"),
     "only comments": (b"-- nothing here\n/* nor here */\n", "not SQL"),
     "cluster": (b"--\n-- PostgreSQL database cluster dump\n--\nCREATE ROLE a;\n", "pg_dumpall"),
-    "create": (b"SET x = 1;\nCREATE DATABASE app;\n\\connect app\n", "--create"),
     "damaged archive": (b"PGDMP\x01\x10", "header is damaged"),
     "cut gzip": (gzip.compress(PLAIN * 50)[:30], "truncated or damaged"),
     "empty gzip": (gzip.compress(b""), "holds nothing"),
@@ -163,6 +158,7 @@ def test_zstd_without_a_tool_names_the_tool(tmp_path, monkeypatch):
     [
         ("SELECT 1;", True),
         ("\ufeff-- header\n\n/* block\n comment */\n  insert into t values (1);", True),
+        ("\ufeff-- header\n-- another\nSELECT 1;", True),  # no blank line to hide an offset
         ("\\restrict abc\nSET a = 1;", True),
         ("-- only a comment", False),
         ("Dear team", False),

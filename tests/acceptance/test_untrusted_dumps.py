@@ -1,0 +1,172 @@
+"""A dump is untrusted input: what could run a program, leave the database or load part of
+the rows is refused (exit 2) before anything changes, on a real server.
+
+Scripts made without pg_dump's \\restrict lines (as pg_dump before 15.14 wrote them, or by
+hand) are used where psql would otherwise be locked by the dump itself. Each refused command
+would leave a file in the server's container if it ran; the test proves the file absent.
+"""
+
+from __future__ import annotations
+
+import gzip
+import re
+import secrets
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from tests.acceptance import fingerprint as fp
+from tests.acceptance.stack import SEED_DATABASE, Stack, run, seeded
+from tests.acceptance.test_restore_formats import SCHEMA, backup, pg_dump
+
+BOUND_SECONDS = 120  # a task that hangs on its input fails here instead of blocking the suite
+
+
+@pytest.fixture(scope="module")
+def stack(module_stack) -> Stack:
+    return seeded(module_stack("untrusted"), SCHEMA)
+
+
+def fingerprint(stack: Stack) -> dict:
+    with stack.connect() as conn:
+        return fp.fingerprint(conn)
+
+
+def restore(stack: Stack, path: Path):
+    return stack.inv("db-restore", str(path), "--yes", "--no-safety-backup", timeout=BOUND_SECONDS)
+
+
+def in_container(stack: Stack, path: str) -> bool:
+    return run(["docker", "exec", stack.container, "test", "-e", path]).returncode == 0
+
+
+def script_without_restrict(stack: Stack, tmp: Path) -> str:
+    """A plain dump of the database as pg_dump before 15.14 wrote it (no \\restrict lines)."""
+    text = backup(stack, tmp / "plain.sql").read_text()
+    return re.sub(r"(?m)^\\(un)?restrict \w+\n", "", text)
+
+
+def before_trailer(text: str, addition: str) -> str:
+    marker = "-- PostgreSQL database dump complete"
+    return text.replace(marker, addition + "\n" + marker)
+
+
+def assert_refused(stack: Stack, done, before: dict, *words: str) -> None:
+    assert done.returncode == 2, f"{done.returncode} {done.stdout} {done.stderr}"
+    line = done.stderr.strip()
+    assert len(line.splitlines()) == 1, line
+    assert "Traceback" not in done.stderr
+    for word in words:
+        assert word in line, line
+    assert fingerprint(stack) == before
+
+
+def test_connect_past_the_first_64_kib_is_refused(stack, tmp_path):
+    text = script_without_restrict(stack, tmp_path)
+    assert len(text.encode()) > 64 * 1024
+    script = tmp_path / "connect.sql"
+    script.write_text(before_trailer(text, f"\\connect {SEED_DATABASE}"))
+    line = before_trailer(text, "\\connect").split("\\connect")[0].count("\n") + 1
+    before = fingerprint(stack)
+    assert_refused(stack, restore(stack, script), before, f"line {line}", "switches databases")
+
+
+def test_a_shell_command_is_refused_and_never_runs(stack, tmp_path):
+    proof = f"/tmp/devdb-shell-{secrets.token_hex(4)}"
+    script = tmp_path / "shell.sql"
+    script.write_text(
+        before_trailer(script_without_restrict(stack, tmp_path), f"\\! touch {proof}")
+    )
+    before = fingerprint(stack)
+    assert_refused(stack, restore(stack, script), before, f"\\! touch {proof}", "refused")
+    assert not in_container(stack, proof)
+
+
+def test_copy_to_program_is_refused_and_never_runs(stack, tmp_path):
+    proof = f"/tmp/devdb-program-{secrets.token_hex(4)}"
+    script = tmp_path / "program.sql"
+    copy = f"COPY (SELECT 1) TO PROGRAM 'touch {proof}';"
+    script.write_text(before_trailer(script_without_restrict(stack, tmp_path), copy))
+    before = fingerprint(stack)
+    assert_refused(stack, restore(stack, script), before, "COPY ... PROGRAM")
+    assert not in_container(stack, proof)
+
+
+def replaced_string(data: bytes, old: bytes, new: bytes) -> bytes:
+    """An archive with one of its strings (pg_dump's sign byte, 4-byte length, bytes) replaced."""
+    encoded = b"\x00" + len(old).to_bytes(4, "little") + old
+    assert data.count(encoded) == 1
+    return data.replace(encoded, b"\x00" + len(new).to_bytes(4, "little") + new)
+
+
+def test_an_archive_entry_that_runs_a_program_is_refused(stack, tmp_path):
+    """A real custom archive whose data entry for shop.items reads FROM PROGRAM instead of stdin:
+    pg_restore would send it to the server as it stands."""
+    proof = f"/tmp/devdb-entry-{secrets.token_hex(4)}"
+    data = backup(stack, tmp_path / "good.dump").read_bytes()
+    copy = re.search(rb"COPY shop\.items \([^)]*\) FROM stdin;\n", data).group(0)
+    evil = copy.replace(b"FROM stdin", f"FROM PROGRAM 'touch {proof}'".encode())
+    archive = tmp_path / "evil.dump"
+    archive.write_bytes(replaced_string(data, copy, evil))
+    before = fingerprint(stack)
+    assert_refused(
+        stack, restore(stack, archive), before, "TOC entry", "TABLE DATA shop.items", "PROGRAM"
+    )
+    assert not in_container(stack, proof)
+
+
+def row_boundary(data: bytes, start: int) -> int:
+    """The position just after a row of shop.items that lies past `start`."""
+    return data.index(b"\n", data.index(b"item 1500 ", start)) + 1
+
+
+def gzipped(path: Path, data: bytes) -> Path:
+    path.write_bytes(gzip.compress(data))
+    return path
+
+
+def test_a_cut_gzipped_tar_archive_is_refused_in_bounded_time(stack, tmp_path):
+    tar = pg_dump(stack, tmp_path / "good.tar", "--format=tar")
+    data = tar.read_bytes()
+    with tarfile.open(tar) as archive:  # the data member of shop.items
+        member = next(m for m in archive if b"item 1500 " in archive.extractfile(m).read())
+    cut = gzipped(tmp_path / "cut.tar.gz", data[: row_boundary(data, member.offset_data)])
+    before = fingerprint(stack)
+    assert_refused(stack, restore(stack, cut), before, "cut or damaged")
+
+
+def test_a_cut_gzipped_custom_archive_is_refused_in_bounded_time(stack, tmp_path):
+    custom = pg_dump(stack, tmp_path / "good.dump", "--format=custom", "--compress=0")
+    data = custom.read_bytes()
+    cut = gzipped(tmp_path / "cut.dump.gz", data[: row_boundary(data, 0)])
+    before = fingerprint(stack)
+    assert_refused(stack, restore(stack, cut), before, "cut or damaged")
+
+
+def test_a_dump_with_pg_dumps_own_restrict_lines_restores(stack, tmp_path):
+    """Our \\restrict comes first; the dump's own lines meet it and are let through."""
+    plain = backup(stack, tmp_path / "own.sql")
+    assert "\\restrict " in plain.read_text()
+    before = fingerprint(stack)
+    with stack.connect() as conn:
+        conn.execute("CREATE TABLE public.added_after (x int)")
+    done = restore(stack, plain)
+    assert done.returncode == 0, done.stderr
+    assert fingerprint(stack) == before
+
+
+def test_a_data_line_read_as_a_command_after_a_failed_copy_never_runs(stack, tmp_path):
+    """The scan lets COPY data through unread; when the COPY fails (its table is missing),
+    psql reads the data lines as commands. psql's \\restrict mode, on before the file's first
+    line, is what stops them."""
+    proof = f"/tmp/devdb-data-{secrets.token_hex(4)}"
+    data = f"COPY public.nowhere (a) FROM stdin;\n1\n\\! touch {proof}\n\\.\n"
+    script = tmp_path / "data.sql"
+    script.write_text(before_trailer(script_without_restrict(stack, tmp_path), data))
+    before = fingerprint(stack)
+    done = restore(stack, script)
+    assert done.returncode == 1, f"{done.returncode} {done.stdout} {done.stderr}"
+    assert 'relation "public.nowhere" does not exist' in done.stderr
+    assert fingerprint(stack) == before
+    assert not in_container(stack, proof)

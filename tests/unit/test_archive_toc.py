@@ -1,0 +1,90 @@
+"""An archive's table of contents, read from archives the real pg_dump 15 and 17 wrote
+(tests/unit/fixtures, made with pg_dump -Fc | cat, -Ft, and -Fc to a file), and the walk that
+proves a decompressed archive complete."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+
+from devdb import archive_toc
+
+FIXTURES = Path(__file__).parent / "fixtures"
+CUSTOM = ["pg15.dump", "pg17.dump", "pg17-seekable.dump"]
+COPY_A = b"COPY public.a (x) FROM stdin;\n"
+
+
+def read_custom(data: bytes) -> archive_toc.Toc:
+    toc, reader = archive_toc.read_toc(io.BytesIO(data))
+    archive_toc.walk_custom_data(reader, toc)
+    return toc
+
+
+def replaced_string(data: bytes, old: bytes, new: bytes) -> bytes:
+    """The archive with one of its strings (4-byte length first) replaced."""
+    encoded = b"\x00" + len(old).to_bytes(4, "little") + old
+    assert data.count(encoded) == 1
+    return data.replace(encoded, b"\x00" + len(new).to_bytes(4, "little") + new)
+
+
+@pytest.mark.parametrize("name", CUSTOM)
+def test_the_entries_of_a_custom_archive(name):
+    toc = read_custom((FIXTURES / name).read_bytes())
+    assert toc.format == "custom"
+    assert ("public", "a") in toc.tables()
+    data = [e for e in toc.entries if e.desc == "TABLE DATA"]
+    assert any(e.copy_stmt.startswith("COPY public.a (x") for e in data)
+    assert archive_toc.refusal(toc) is None
+
+
+@pytest.mark.parametrize("name", ["pg15.tar", "pg17.tar"])
+def test_the_entries_of_a_tar_archive(name):
+    toc = archive_toc.walk_tar(io.BytesIO((FIXTURES / name).read_bytes()))
+    assert toc.format == "tar"
+    assert ("s", "b") in toc.tables()
+    assert archive_toc.refusal(toc) is None
+
+
+@pytest.mark.parametrize("name", ["pg15.dump", "pg17.dump"])
+def test_a_custom_archive_cut_anywhere_is_found_out(name):
+    data = (FIXTURES / name).read_bytes()
+    for cut in range(len(data) - 1, 0, -1):
+        with pytest.raises(archive_toc.ArchiveInvalid):
+            read_custom(data[:cut])
+
+
+@pytest.mark.parametrize("name", ["pg15.tar", "pg17.tar"])
+def test_a_tar_archive_cut_at_any_block_is_found_out(name):
+    data = (FIXTURES / name).read_bytes()
+    last_member_end = len(data.rstrip(b"\x00"))
+    for cut in range(512, last_member_end, 512):
+        with pytest.raises(archive_toc.ArchiveInvalid):
+            archive_toc.walk_tar(io.BytesIO(data[:cut]))
+
+
+@pytest.mark.parametrize(
+    ("new", "words"),
+    [
+        (b"COPY public.a (x) FROM PROGRAM 'touch /tmp/x';\n", "PROGRAM"),
+        (b"COPY public.a (x) FROM stdin;\nSELECT 1;\n", "not a plain COPY"),
+        (b"COPY public.a (x) FROM '/etc/passwd';\n", "not a plain COPY"),
+    ],
+)
+def test_a_data_entry_that_could_run_a_program_is_refused(new, words):
+    data = replaced_string((FIXTURES / "pg15.dump").read_bytes(), COPY_A, new)
+    problem = archive_toc.refusal(read_custom(data))
+    assert problem
+    assert words in problem
+    assert "TABLE DATA public.a" in problem
+
+
+def test_an_entry_definition_with_copy_program_is_refused():
+    data = (FIXTURES / "pg15.dump").read_bytes()
+    toc = read_custom(data)
+    grant = next(e for e in toc.entries if e.desc == "ACL").defn.encode()
+    edited = replaced_string(data, grant, b"COPY (SELECT 1) TO PROGRAM 'id';\n")
+    assert "PROGRAM" in archive_toc.refusal(read_custom(edited))
+    edited = replaced_string(data, grant, grant + b"\\! id\n")
+    assert "backslash" in archive_toc.refusal(read_custom(edited))
