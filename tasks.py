@@ -12,8 +12,8 @@ from typing import Any
 
 from invoke import Exit, task
 
-from devdb.cli import console, exit_when_done, handled, settings
-from devdb.errors import EXIT_CODES_HELP
+from devdb.base.errors import EXIT_CODES_HELP
+from devdb.edge.cli import console, exit_when_done, handled, settings
 
 TIMEOUT_HELP = "Seconds to wait for PostgreSQL to accept logins (default 60)."
 YES_HELP = "Do not ask; needed when there is no terminal (CI, scripts)."
@@ -51,7 +51,7 @@ def _exit_with(code: int) -> None:
 @command
 def setup(c, yes=False, tests=False):
     """Make this machine ready: Docker engine, Compose v2, a PostgreSQL 15 image. Only what is missing."""
-    from devdb.setup import setup as make_ready
+    from devdb.edge.setup import setup as make_ready
 
     make_ready(yes, console(), tests=tests)
 
@@ -60,7 +60,7 @@ def setup(c, yes=False, tests=False):
 @command
 def check_docker(c):
     """Check Docker (>= 20.10), Compose (>= 2.0) and the daemon. Exit 3 if something is missing."""
-    from devdb.docker_check import check_docker as check
+    from devdb.edge.docker_check import check_docker as check
 
     check(console())
 
@@ -69,8 +69,8 @@ def check_docker(c):
 @command
 def db_up(c, timeout=None):
     """Start PostgreSQL and wait until it accepts logins. Exit 4 port taken, 5 timeout, 6 credentials."""
-    from devdb import start
-    from devdb.settings import parse_timeout
+    from devdb.compose.settings import parse_timeout
+    from devdb.stack import start
 
     out = console()
     start.up(settings(out), parse_timeout(timeout), out)
@@ -80,7 +80,7 @@ def db_up(c, timeout=None):
 @command
 def db_down(c):
     """Stop and remove the container; the data volume is kept."""
-    from devdb import lifecycle
+    from devdb.stack import lifecycle
 
     lifecycle.down(settings(), console())
 
@@ -93,7 +93,7 @@ def db_down(c):
 @command
 def db_status(c, json=False):
     """Show state, health and whether a real login works. Exit 0 only when ready, else 5."""
-    from devdb import lifecycle
+    from devdb.stack import lifecycle
 
     lifecycle.show_status(settings(), json, console())
 
@@ -107,7 +107,7 @@ def db_status(c, json=False):
 @command
 def db_logs(c, follow=False, tail=None):
     """Show the PostgreSQL server log."""
-    from devdb import lifecycle
+    from devdb.stack import lifecycle
 
     _exit_with(lifecycle.logs(settings(), follow, tail))
 
@@ -116,7 +116,7 @@ def db_logs(c, follow=False, tail=None):
 @command
 def db_shell(c, command=None):
     """Open psql inside the container (no psql needed on the host). Exits with psql's status."""
-    from devdb import lifecycle
+    from devdb.stack import lifecycle
 
     _exit_with(lifecycle.shell(settings(), command))
 
@@ -130,7 +130,7 @@ def db_shell(c, command=None):
 @command
 def db_url(c, format_="asyncpg", in_compose=False):
     """Print the database URL, password included (the one task that shows it), every part escaped."""
-    from devdb.urls import database_url
+    from devdb.stack.urls import database_url
 
     print(database_url(settings(), format_, in_compose))
 
@@ -139,8 +139,8 @@ def db_url(c, format_="asyncpg", in_compose=False):
 @command
 def db_persistence_test(c, timeout=None):
     """Write a marker row, down (volume kept), up, and verify the row survived; then drop it."""
-    from devdb.persistence import persistence_test
-    from devdb.settings import parse_timeout
+    from devdb.compose.settings import parse_timeout
+    from devdb.stack.persistence import persistence_test
 
     persistence_test(settings(), parse_timeout(timeout), console())
 
@@ -149,16 +149,16 @@ def db_persistence_test(c, timeout=None):
 @command
 def db_reset(c, yes=False):
     """Destroy the container and the data volume (asks first; exit 2 if not confirmed)."""
-    from devdb import lifecycle
+    from devdb.data import reset
 
-    lifecycle.reset(settings(), yes, console())
+    reset.reset(settings(), yes, console())
 
 
 @task(help={"json": "Print the findings as a JSON list (name, status, detail, fix)."})
 @command
 def doctor(c, json=False):
     """Diagnose Docker, .env, the port, the container, the login, the volume and the disk."""
-    from devdb.doctor import doctor as diagnose
+    from devdb.edge.doctor import doctor as diagnose
 
     diagnose(console(), json)
 
@@ -167,7 +167,7 @@ def doctor(c, json=False):
 @command
 def env_init(c, force=False):
     """Create .env from .env.example with a generated password (mode 600)."""
-    from devdb.envfile import env_init_task
+    from devdb.compose.envfile import env_init_task
 
     env_init_task(force, console())
 
@@ -183,7 +183,7 @@ def env_init(c, force=False):
 @command
 def db_backup(c, output=None, format=None):
     """Back up the database with pg_dump (custom or plain SQL), streamed to a file; prints its path."""
-    from devdb.backup import backup_task
+    from devdb.data.backup import backup_task
 
     backup_task(settings(), output, format, console())
 
@@ -205,7 +205,7 @@ def db_restore(c, path, yes=False, no_safety_backup=False, terminate=False):
     Objects owned by roles missing here become the configured user's; grants to missing roles
     and settings this server does not know are skipped; each is reported.
     """
-    from devdb.importer import restore_task
+    from devdb.data.restore.importer import restore_task
 
     restore_task(settings(), path, yes, not no_safety_backup, terminate, console())
 
@@ -224,7 +224,7 @@ SNAPSHOT_NAME_HELP = "1-40 characters: lowercase letters, digits, - and _."
 @command
 def db_snapshot(c, name, force=False, terminate=False):
     """Save the database as a named snapshot (schema, data, sequences...; not roles), in about a second."""
-    from devdb.snapshots import take
+    from devdb.data.snapshots import take
 
     take(settings(), name, force, terminate, console())
 
@@ -237,7 +237,7 @@ def db_snapshot(c, name, force=False, terminate=False):
 @command
 def db_snapshots(c, json=False):
     """List the snapshots: name, when taken, size, source database."""
-    from devdb.snapshots import listing
+    from devdb.data.snapshots import listing
 
     listing(settings(), json, console())
 
@@ -249,7 +249,7 @@ def db_snapshots(c, json=False):
 @command
 def db_snapshot_restore(c, name, yes=False, terminate=False):
     """Make the database exactly the snapshot again, atomically (asks first)."""
-    from devdb.snapshots import restore
+    from devdb.data.snapshots import restore
 
     restore(settings(), name, yes, terminate, console())
 
@@ -258,7 +258,7 @@ def db_snapshot_restore(c, name, yes=False, terminate=False):
 @command
 def db_snapshot_delete(c, name, yes=False):
     """Delete a snapshot (asks first)."""
-    from devdb.snapshots import delete
+    from devdb.data.snapshots import delete
 
     delete(settings(), name, yes, console())
 
@@ -272,7 +272,7 @@ def db_upgrade(c, image=None, rollback=False, finish=False, yes=False, terminate
     roles with their passwords) before the switch; POSTGRES_IMAGE and POSTGRES_VOLUME are then
     set in .env, so plain `docker compose up` runs the new version too.
     """
-    from devdb.upgrade import task as upgrade
+    from devdb.data.upgrade.task import task as upgrade
 
     upgrade(settings(), image, rollback, finish, yes, terminate, float(timeout), console())
 

@@ -81,7 +81,7 @@ def swap_floor(stack: BenchStack) -> float:
         f"ALTER DATABASE devdb_spare_{SNAPSHOT} RENAME TO ai_interviewer_db; COMMIT",
         "DROP DATABASE devdb_bench_old",
     )
-    subprocess.run([sys.executable, "-m", "devdb.snapshots", "refill", SNAPSHOT], env=stack.env,
+    subprocess.run([sys.executable, "-m", "devdb.data.snapshots", "refill", SNAPSHOT], env=stack.env,
                    cwd=Path(__file__).resolve().parent.parent, check=True)  # fmt: skip
     return seconds
 

@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from benchkit import IMAGE, BenchStack, grown, machine, peak_rss_of
 
-from devdb.setup import newer_test_image
+from devdb.edge.setup import newer_test_image
 
 NEWER = newer_test_image(IMAGE)  # what `inv setup --tests` obtains
 

@@ -21,8 +21,8 @@ ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 sys.path.insert(0, str(ROOT))  # devdb: its free_port, and Compose run the way the tasks do
 
-from devdb.ports import free_port  # noqa: E402
-from devdb.settings import checkout_image  # noqa: E402
+from devdb.compose.settings import checkout_image  # noqa: E402
+from devdb.stack.ports import free_port  # noqa: E402
 
 PREFIX = f"devdb-bench-{secrets.token_hex(3)}-"
 IMAGE = os.environ.get("POSTGRES_IMAGE") or checkout_image() or "postgres:15-alpine"
@@ -109,7 +109,7 @@ class BenchStack:
 
 
 def plugin_binary() -> str:
-    from devdb.compose_binary import compose_base, plugin_run_directly
+    from devdb.compose.binary import compose_base, plugin_run_directly
 
     binary = plugin_run_directly()
     if binary is None:

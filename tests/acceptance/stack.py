@@ -18,9 +18,9 @@ from pathlib import Path
 
 import psycopg
 
-from devdb.ports import free_port
-from devdb.settings import checkout_image
-from devdb.setup import newer_test_image
+from devdb.compose.settings import checkout_image
+from devdb.edge.setup import newer_test_image
+from devdb.stack.ports import free_port
 from tests.acceptance.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -20,8 +20,8 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 
-from devdb.errors import ConfigError
-from devdb.settings import load_settings
+from devdb.base.errors import ConfigError
+from devdb.compose.settings import load_settings
 from tests.acceptance.stack import (
     COMPOSE_FILE,
     IMAGE,

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from devdb.settings import load_settings
+from devdb.compose.settings import load_settings
 from tests.acceptance.stack import COMPOSE_FILE, OFFICIAL_IMAGE, clean_environment, run
 
 

@@ -15,7 +15,7 @@ from urllib.parse import unquote, urlsplit
 import psycopg
 import pytest
 
-from devdb.ports import free_port
+from devdb.stack.ports import free_port
 from tests.acceptance.stack import IMAGE, ROOT, RUN_PREFIX, Stack, connect_local, run
 
 CLONE_FILES = ("tasks.py", "docker-compose.yml", ".env.example")

@@ -123,7 +123,7 @@ def project_objects(stack: Stack, kind: str) -> list[str]:
 
 def test_three_simultaneous_db_up_from_a_stopped_stack_twenty_rounds_under_cpu_load(new_stack):
     """No db-up blames its own container for the port, none fails, one container, one network."""
-    from devdb.locks import lock_path
+    from devdb.base.locks import lock_path
 
     stack = new_stack("race")
     stack.up()

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from devdb.locks import lock_path
-from devdb.setup import STANDIN_IMAGE
+from devdb.base.locks import lock_path
+from devdb.edge.setup import STANDIN_IMAGE
 from tests.acceptance.stack import (
     IMAGE,
     NEWER_IMAGE,

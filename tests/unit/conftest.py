@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from devdb.compose_config import ProjectConfig
-from devdb.compose_invocation import Invocation
-from devdb.settings import (
+from devdb.compose.config import ProjectConfig
+from devdb.compose.invocation import Invocation
+from devdb.compose.settings import (
     BIND,
     CONTAINER,
     DATA_DIR,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from devdb import archive_toc
+from devdb.data.restore import archive_toc
 
 FIXTURES = Path(__file__).parent / "fixtures"
 CUSTOM = ["pg15.dump", "pg17.dump", "pg17-seekable.dump"]

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from devdb.backup import _free_names, choose_format
-from devdb.errors import ConfigError
+from devdb.base.errors import ConfigError
+from devdb.data.backup import _free_names, choose_format
 
 
 @pytest.mark.parametrize(

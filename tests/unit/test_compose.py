@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from devdb import compose_invocation
-from devdb.compose import Compose, parse_ps_output
-from devdb.errors import CommandFailed, ConfigError, DockerUnavailable, PortInUse
+from devdb.base.errors import CommandFailed, ConfigError, DockerUnavailable, PortInUse
+from devdb.compose import invocation as compose_invocation
+from devdb.compose.runner import Compose, parse_ps_output
 
 ROW = {
     "Name": "ai-interviewer-postgres",
@@ -33,7 +33,7 @@ def test_argv_is_plain_compose_in_the_project_folder(plugin, make_settings):
 
 
 def test_argv_passes_an_explicit_env_file(plugin, project_dir):
-    from devdb.compose_invocation import Invocation
+    from devdb.compose.invocation import Invocation
 
     invocation = Invocation(project_dir, {}, env_file=project_dir / "other.env")
     assert invocation.argv("ps") == [

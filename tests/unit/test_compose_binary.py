@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from devdb import compose_binary as compose_module
-from devdb.errors import DockerUnavailable
+from devdb.base.errors import DockerUnavailable
+from devdb.compose import binary as compose_module
 
 
 @pytest.fixture

@@ -12,10 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from devdb import compose_binary, compose_cache
-from devdb.compose_config import resolve
-from devdb.compose_invocation import Invocation
-from devdb.errors import ConfigError
+from devdb.base.errors import ConfigError
+from devdb.compose import binary as compose_binary
+from devdb.compose import cache as compose_cache
+from devdb.compose.config import resolve
+from devdb.compose.invocation import Invocation
 
 ANSWER = {"name": "p", "services": {"postgres": {"image": "x"}}, "volumes": {}}
 WARNING_LINE = 'time="2026-11-29T19:19:36Z" level=warning msg="The \\"word\\" variable is not set. Defaulting to a blank string."'

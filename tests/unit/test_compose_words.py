@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from devdb.compose_invocation import Invocation
-from devdb.compose_words import parse_warnings, refusal_message
+from devdb.compose.invocation import Invocation
+from devdb.compose.words import parse_warnings, refusal_message
 
 SECRET = "s3cr3t-pa55"
 WARNING_LINE = 'time="2026-11-29T19:19:36Z" level=warning msg="The \\"word\\" variable is not set. Defaulting to a blank string."'

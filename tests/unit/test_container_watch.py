@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from devdb.errors import NotReady
-from devdb.start import ContainerWatch
+from devdb.base.errors import NotReady
+from devdb.stack.start import ContainerWatch
 
 
 class FinishedProcess:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from devdb.databases import WAL_HEADROOM_BYTES, guc_list
-from devdb.errors import EXIT_CONFIG, ConfigError
+from devdb.base.errors import EXIT_CONFIG, ConfigError
+from devdb.data.databases import WAL_HEADROOM_BYTES, guc_list
 
 
 @pytest.mark.parametrize(
@@ -36,7 +36,7 @@ MIB = 1024 * 1024
     ],
 )
 def test_the_space_check_counts_data_wal_and_headroom(monkeypatch, free, wal, refused):
-    from devdb import databases
+    from devdb.data import databases
 
     monkeypatch.setattr(databases, "free_bytes", lambda settings: free)
     if not refused:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from devdb.docker_check import version_tuple
+from devdb.edge.docker_check import version_tuple
 
 
 @pytest.mark.parametrize(
@@ -19,9 +19,10 @@ def test_check_docker_without_compose_says_each_fix_once(monkeypatch, version):
     """The table's `fix:` line is the only place the fix is said, and never "run check-docker"."""
     import io
 
-    from devdb import compose_binary, docker_check
-    from devdb.errors import DockerUnavailable
-    from devdb.render import Console
+    from devdb.base.errors import DockerUnavailable
+    from devdb.base.render import Console
+    from devdb.compose import binary as compose_binary
+    from devdb.edge import docker_check
 
     monkeypatch.setattr(compose_binary, "_plugin_binary", lambda: None)
     monkeypatch.setattr(compose_binary, "_plugin_answers", lambda: False)

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from devdb import dockercli, engine
+from devdb.machine import dockercli, engine
 
 
 @pytest.fixture

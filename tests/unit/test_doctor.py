@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import subprocess
 
-from devdb import doctor
-from devdb.findings import OK, PROBLEM, WARNING
+from devdb.base.findings import OK, PROBLEM, WARNING
+from devdb.edge import doctor
 
 
 def test_default_and_short_passwords_are_warned_about(make_settings):

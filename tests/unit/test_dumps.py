@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from devdb import dumps
-from devdb.errors import EXIT_CONFIG, ConfigError
+from devdb.base.errors import EXIT_CONFIG, ConfigError
+from devdb.data.restore import dumps
 
 PLAIN = b"--\n-- PostgreSQL database dump\n--\n\n-- Dumped by pg_dump version 17.12 (Debian)\n\nSET x = 1;\nCREATE TABLE t (x int);\n"
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from devdb.envfile import EXAMPLE, env_init, example_keys, with_password
-from devdb.errors import ConfigError
+from devdb.base.errors import ConfigError
+from devdb.compose.envfile import EXAMPLE, env_init, example_keys, with_password
 
 
 def test_env_init_writes_a_private_file_with_a_strong_password_in_both_keys(tmp_path):
@@ -84,7 +84,7 @@ def test_example_documents_every_variable():
 
 
 def _record(path, values):
-    from devdb.envfile import record
+    from devdb.compose.envfile import record
 
     record(path, values, "# header\n", "try again")
 

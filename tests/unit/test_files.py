@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from devdb.errors import ConfigError
-from devdb.files import new_private_file, private_file
+from devdb.base.errors import ConfigError
+from devdb.base.files import new_private_file, private_file
 
 
 def numbered(first: Path, count: int = 50) -> list[Path]:

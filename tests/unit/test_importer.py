@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from devdb.importer import _is_privilege_entry, pg_restore_failure
+from devdb.data.restore.importer import _is_privilege_entry, pg_restore_failure
 
 PG_RESTORE_15 = """\
 pg_restore: error: could not execute query: ERROR:  function public.f() does not exist
@@ -44,8 +44,8 @@ from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
-from devdb import dumps, importer, inspection, load_errors  # noqa: E402
-from devdb.errors import ConfigError  # noqa: E402
+from devdb.base.errors import ConfigError  # noqa: E402
+from devdb.data.restore import dumps, importer, inspection, load_errors  # noqa: E402
 
 PLAIN = b"--\n-- PostgreSQL database dump\n--\n\nSET x = 1;\n" * 1000
 

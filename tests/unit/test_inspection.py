@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from devdb import dumps, inspection
-from devdb.errors import EXIT_CONFIG, ConfigError
+from devdb.base.errors import EXIT_CONFIG, ConfigError
+from devdb.data.restore import dumps, inspection
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from psycopg.conninfo import conninfo_to_dict  # libpq's PQconninfoParse
 
-from devdb.libpq import conninfo_dbname, dbname_arguments
+from devdb.base.libpq import conninfo_dbname, dbname_arguments
 
 
 @pytest.mark.parametrize(

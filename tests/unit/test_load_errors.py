@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from devdb import load_errors
+from devdb.data.restore import load_errors
 
 STDERR = """\
 psql:<stdin>:13: ERROR:  42704: unrecognized configuration parameter "transaction_timeout"

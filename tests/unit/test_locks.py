@@ -7,7 +7,7 @@ import subprocess
 import sys
 import time
 
-from devdb.locks import holder_path, lock_path, project_lock
+from devdb.base.locks import holder_path, lock_path, project_lock
 
 
 def test_the_lock_is_re_entrant_within_a_process():
@@ -22,7 +22,7 @@ def test_a_waiter_is_told_which_process_holds_the_lock():
     project = f"unit-{secrets.token_hex(4)}"
     holding = subprocess.Popen(
         [sys.executable, "-c",
-         "import sys, time; from devdb.locks import project_lock\n"
+         "import sys, time; from devdb.base.locks import project_lock\n"
          f"with project_lock({project!r}):\n    print('held', flush=True); time.sleep(1.5)"],
         stdout=subprocess.PIPE, text=True,
     )  # fmt: skip

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 
-from devdb.ports import port_holder, port_is_free
+from devdb.stack.ports import port_holder, port_is_free
 
 
 def test_port_holder_names_the_program(monkeypatch):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from devdb.errors import CredentialsRejected, DevDbError, NotReady
-from devdb.readiness import (
+from devdb.base.errors import CredentialsRejected, DevDbError, NotReady
+from devdb.stack.readiness import (
     CONTAINER_CHECK_EVERY_SECONDS,
     FAST_POLL_SECONDS,
     FIRST_WAIT_SECONDS,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from devdb.errors import EXIT_CONFIG, ConfigError
-from devdb.settings import COMPOSE_FILES, DATA_DIR, ENVIRONMENT, parse_timeout
+from devdb.base.errors import EXIT_CONFIG, ConfigError
+from devdb.compose.settings import COMPOSE_FILES, DATA_DIR, ENVIRONMENT, parse_timeout
 
 
 def test_the_story_defaults_become_the_settings(make_settings):
@@ -70,9 +70,9 @@ def test_what_the_tasks_cannot_use_is_refused_in_one_line(make_settings, changes
 
 
 def test_a_missing_postgres_service_is_named(project_dir):
-    from devdb.compose_config import ProjectConfig
-    from devdb.compose_invocation import Invocation
-    from devdb.settings import settings_from_config
+    from devdb.compose.config import ProjectConfig
+    from devdb.compose.invocation import Invocation
+    from devdb.compose.settings import settings_from_config
 
     config = ProjectConfig(project="p", services={"db": {}}, volumes={})
     with pytest.raises(ConfigError, match=r"no service 'postgres' \(services: db\)"):
@@ -160,8 +160,8 @@ def test_a_control_character_in_any_setting_is_refused_in_one_line(
 def test_a_control_character_in_the_volume_name_is_refused(project_dir):
     from dataclasses import replace
 
-    from devdb.compose_invocation import Invocation
-    from devdb.settings import settings_from_config
+    from devdb.compose.invocation import Invocation
+    from devdb.compose.settings import settings_from_config
     from tests.unit.conftest import compose_answer
 
     config = replace(compose_answer({}), volumes={"postgres_data": {"name": "data\x07"}})

@@ -9,11 +9,11 @@ from types import SimpleNamespace
 
 import pytest
 
-from devdb import doctor, setup
-from devdb.envfile import example_keys
-from devdb.errors import ConfigError, DockerUnavailable
-from devdb.findings import OK
-from devdb.render import Console
+from devdb.base.errors import ConfigError, DockerUnavailable
+from devdb.base.findings import OK
+from devdb.base.render import Console
+from devdb.compose.envfile import example_keys
+from devdb.edge import doctor, setup
 
 STANDIN = setup.STANDIN_IMAGE
 

@@ -6,10 +6,10 @@ import re
 
 import pytest
 
-from devdb.databases import WORK_PREFIX, prefix_pattern, work_name
-from devdb.errors import EXIT_CONFIG, ConfigError
-from devdb.settings import MAX_IDENTIFIER_BYTES
-from devdb.snapshots import PREFIX, SPARE_PREFIX, check_name
+from devdb.base.errors import EXIT_CONFIG, ConfigError
+from devdb.compose.settings import MAX_IDENTIFIER_BYTES
+from devdb.data.databases import WORK_PREFIX, prefix_pattern, work_name
+from devdb.data.snapshots import PREFIX, SPARE_PREFIX, check_name
 
 
 @pytest.mark.parametrize("name", ["a", "before-migration", "seed_2026", "0day", "x" * 40])

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from devdb import sqlscan
+from devdb.data.restore import sqlscan
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

@@ -10,9 +10,8 @@ import pytest
 from invoke import Collection, Exit, Program
 
 import tasks
-from devdb import errors, lifecycle
-from devdb.cli import DEBUG_VARIABLE, handled
-from devdb.errors import (
+from devdb.base import errors
+from devdb.base.errors import (
     EXIT_CODES_HELP,
     EXIT_CONFIG,
     EXIT_CREDENTIALS,
@@ -27,7 +26,9 @@ from devdb.errors import (
     NotReady,
     PortInUse,
 )
-from devdb.render import Console
+from devdb.base.render import Console
+from devdb.data import reset
+from devdb.edge.cli import DEBUG_VARIABLE, handled
 
 
 @pytest.mark.parametrize(
@@ -59,7 +60,7 @@ def test_the_readme_documents_every_exit_code_and_no_other():
     import re
     from pathlib import Path
 
-    from devdb import errors
+    from devdb.base import errors
 
     readme = (Path(tasks.__file__).parent / "README.md").read_text()
     table = readme.split("### Exit codes", 1)[1].split("\n\n", 2)[1]
@@ -72,10 +73,10 @@ def test_reset_without_terminal_and_without_yes_refuses_before_touching_docker(
     make_settings, monkeypatch
 ):
     monkeypatch.setattr("sys.stdin", io.StringIO(""))
-    monkeypatch.setattr(lifecycle, "Compose", None)  # any Docker call would fail loudly
-    monkeypatch.setattr(lifecycle, "snapshot_count", lambda settings: None)
+    monkeypatch.setattr(reset, "Compose", None)  # any Docker call would fail loudly
+    monkeypatch.setattr(reset, "snapshot_count", lambda settings: None)
     with pytest.raises(ConfigError, match="pass --yes"):
-        lifecycle.reset(make_settings(), yes=False, console=Console(io.StringIO(), io.StringIO()))
+        reset.reset(make_settings(), yes=False, console=Console(io.StringIO(), io.StringIO()))
 
 
 def test_reset_on_a_terminal_needs_the_word_yes(make_settings, monkeypatch):
@@ -84,12 +85,12 @@ def test_reset_on_a_terminal_needs_the_word_yes(make_settings, monkeypatch):
             return True
 
     monkeypatch.setattr("sys.stdin", Tty(""))
-    monkeypatch.setattr(lifecycle, "Compose", None)
-    monkeypatch.setattr(lifecycle, "snapshot_count", lambda settings: 2)
-    monkeypatch.setattr(lifecycle, "kept_copy", lambda settings, with_size: None)
+    monkeypatch.setattr(reset, "Compose", None)
+    monkeypatch.setattr(reset, "snapshot_count", lambda settings: 2)
+    monkeypatch.setattr(reset, "kept_copy", lambda settings, with_size: None)
     out = io.StringIO()
     with pytest.raises(ConfigError, match="not confirmed"):
-        lifecycle.reset(make_settings(), False, Console(out, io.StringIO()), ask=lambda _: "y")
+        reset.reset(make_settings(), False, Console(out, io.StringIO()), ask=lambda _: "y")
     assert "ai-interviewer_postgres_data" in out.getvalue()  # it said what would be destroyed
     assert "its 2 snapshot(s)" in out.getvalue()
 
@@ -120,7 +121,7 @@ def test_every_tasks_help_ends_with_the_exit_codes():
     [(None, False, False), ("postgres:17-alpine", True, False), (None, True, True)],
 )
 def test_db_upgrade_takes_exactly_one_action(image, rollback, finish):
-    from devdb import upgrade
+    from devdb.data.upgrade import task as upgrade
 
     with pytest.raises(ConfigError, match="exactly one of --image"):
         upgrade.task(None, image, rollback, finish, True, False, 60, None)

@@ -7,8 +7,8 @@ from urllib.parse import unquote, urlsplit
 import pytest
 from psycopg.conninfo import conninfo_to_dict
 
-from devdb.errors import ConfigError
-from devdb.urls import database_url
+from devdb.base.errors import ConfigError
+from devdb.stack.urls import database_url
 
 NASTY_PASSWORDS = [
     "p@ss:w/rd%20#?x",

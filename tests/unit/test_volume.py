@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from devdb import volume
-from devdb.errors import ConfigError
+from devdb.base.errors import ConfigError
+from devdb.stack import volume
 
 
 def test_volume_facts_from_one_inspect_of_volume_and_image():

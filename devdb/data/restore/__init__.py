@@ -1,0 +1,1 @@
+"""`inv db-restore`: any pg_dump format, untrusted, read whole before anything changes."""
