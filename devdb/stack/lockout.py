@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 from devdb.base.errors import CommandFailed, DevDbError
 from devdb.compose.binary import cli_found
 from devdb.compose.settings import DATA_DIR, Settings
-from devdb.data import databases
+from devdb.stack.maintenance import execute, exists, maintenance
 
 if TYPE_CHECKING:
     import psycopg
@@ -77,7 +77,7 @@ def engage(settings: Settings, conn: psycopg.Connection, helper_address: str) ->
     try:
         _wait_refused(settings)
         for database in opened:
-            databases.execute(conn, "ALTER DATABASE {} WITH ALLOW_CONNECTIONS true", database)
+            execute(conn, "ALTER DATABASE {} WITH ALLOW_CONNECTIONS true", database)
     except BaseException:  # Ctrl-C or a failure halfway: nothing of it stays
         release(settings, conn, opened, reload=True)
         raise
@@ -113,7 +113,7 @@ def undo_databases(settings: Settings, opened: list[str] | None) -> None:
     if opened is None:
         return
     _wait_admitted(settings)
-    with databases.maintenance(settings, "devdb-upgrade-undo") as conn:
+    with maintenance(settings, "devdb-upgrade-undo") as conn:
         _close(conn, opened)
     _in_server(settings, f"rm -f {DATA_DIR}/{MARKER}")
 
@@ -125,8 +125,8 @@ def undo_leftover(settings: Settings) -> None:
 
 def _close(conn: psycopg.Connection, opened: list[str]) -> None:
     for database in opened:
-        if databases.exists(conn, database):
-            databases.execute(conn, "ALTER DATABASE {} WITH ALLOW_CONNECTIONS false", database)
+        if exists(conn, database):
+            execute(conn, "ALTER DATABASE {} WITH ALLOW_CONNECTIONS false", database)
 
 
 def _marker(settings: Settings, facts: VolumeFacts | None) -> list[str] | None:

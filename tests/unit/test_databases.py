@@ -1,11 +1,12 @@
-"""Pure parts of databases.py: list settings as the catalog stores them, the space rule."""
+"""Pure parts of the copy rules: list settings as the catalog stores them (grants.py), the space rule (space.py)."""
 
 from __future__ import annotations
 
 import pytest
 
 from devdb.base.errors import EXIT_CONFIG, ConfigError
-from devdb.data.databases import WAL_HEADROOM_BYTES, guc_list
+from devdb.data.grants import guc_list
+from devdb.data.space import WAL_HEADROOM_BYTES
 
 
 @pytest.mark.parametrize(
@@ -36,13 +37,13 @@ MIB = 1024 * 1024
     ],
 )
 def test_the_space_check_counts_data_wal_and_headroom(monkeypatch, free, wal, refused):
-    from devdb.data import databases
+    from devdb.data import space
 
-    monkeypatch.setattr(databases, "free_bytes", lambda settings: free)
+    monkeypatch.setattr(space, "free_bytes", lambda settings: free)
     if not refused:
-        databases.ensure_space(None, 100 * MIB, "advice", wal)
+        space.ensure_space(None, 100 * MIB, "advice", wal)
         return
     with pytest.raises(ConfigError) as caught:
-        databases.ensure_space(None, 100 * MIB, "advice", wal)
+        space.ensure_space(None, 100 * MIB, "advice", wal)
     assert caught.value.exit_code == EXIT_CONFIG
     assert f"has {free} bytes free" in str(caught.value)
