@@ -67,9 +67,10 @@ class Janitor:
             with self._connect() as conn:
                 while True:
                     self._drain(conn)
-                    if self._stopping.is_set():
-                        return
-                    self._refill(conn)
+                    stopping = self._stopping.is_set()
+                    self._refill(conn, finishing=stopping)
+                    if stopping:
+                        return  # the pool is left full: the next run's first tests take it
                     self._wake.wait(IDLE_SECONDS)
                     self._wake.clear()
         except BaseException as err:  # reported by the provider at the next checkout
@@ -83,13 +84,13 @@ class Janitor:
                 return
             catalog.drop(conn, name)
 
-    def _refill(self, conn: Connection) -> None:
+    def _refill(self, conn: Connection, finishing: bool = False) -> None:
         if self._size <= 0 or not catalog.try_lock(conn, catalog.LOCK_REFILL, lock_id(self._key)):
             return
         try:
             have = len(catalog.databases(conn, names.pool_prefix(self._key)))
             for _ in range(self._size - have):
-                if self._stopping.is_set() or not self._drops.empty():
+                if not finishing and (self._stopping.is_set() or not self._drops.empty()):
                     break  # drops first: they free the server for the tests
                 catalog.create(conn, names.pool_member(self._key), self._template, self._file_copy)
         finally:

@@ -165,6 +165,29 @@ def test_example_suite_passes_under_xdist(testdb_stack: Stack, tmp_path: Path, m
     done = run_example(testdb_stack, folder, "-o", f"asyncio_mode={mode}")
     assert done.returncode == 0, outcome(done)
     assert "26 passed" in done.stdout
+    left = plugin_databases(testdb_stack)
+    assert own(left) == []
+    # What stays for the next run: the template and a full warm pool (pool = 4), nothing else.
+    templates = [n for n in left if n.startswith("devdb_tpl_")]
+    assert len(templates) == 1
+    key = templates[0].removeprefix("devdb_tpl_")
+    assert sorted(left) == sorted(
+        [*templates, *[n for n in left if n.startswith(f"devdb_pool_{key}_")]]
+    )
+    assert len(left) == 1 + 4
+
+
+def test_databases_with_open_connections_are_dropped_too(testdb_stack: Stack, tmp_path: Path):
+    folder = example_copy(tmp_path)
+    (folder / "tests" / "test_leaks.py").write_text(
+        "import psycopg\n\nLEAKED = []\n\n\n"
+        "def test_leaks(devdb_database):\n    LEAKED.append(psycopg.connect(devdb_database.dsn))\n\n\n"
+        "def test_leaks_in_a_transaction(devdb_database):\n"
+        "    LEAKED.append(psycopg.connect(devdb_database.dsn))\n"
+        "    LEAKED[-1].execute('SELECT count(*) FROM candidates')\n"
+    )
+    done = run_example(testdb_stack, folder, "tests/test_leaks.py")
+    assert done.returncode == 0, outcome(done)
     assert own(plugin_databases(testdb_stack)) == []
 
 
