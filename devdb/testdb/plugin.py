@@ -18,7 +18,6 @@ from devdb.testdb import names
 from devdb.testdb.config import TestConfig
 
 RUN_VARIABLE = "DEVDB_TEST_RUN"  # the run id, handed from the xdist controller to its workers
-WORKER_VARIABLE = "PYTEST_XDIST_WORKER"
 KEEP_FAILED = "--devdb-keep-failed"
 EXIT_PROPERTY = "devdb_exit_code"
 KEPT_PROPERTY = "devdb_kept"
@@ -37,11 +36,18 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )  # fmt: skip
 
 
+def _worker(config: pytest.Config) -> str | None:
+    """This xdist worker's id (gw0...), None in the controller or without xdist. Asked of the
+    config, not of PYTEST_XDIST_WORKER: a pytest started by a worker's test inherits that."""
+    workerinput = getattr(config, "workerinput", None)
+    return workerinput.get("workerid") if workerinput else None
+
+
 def pytest_configure(config: pytest.Config) -> None:
     from devdb.errors import DevDbError
     from devdb.testdb import config as test_config
 
-    if os.environ.get(WORKER_VARIABLE) is None:  # the controller, or a run without xdist
+    if _worker(config) is None:  # the controller, or a run without xdist
         os.environ[RUN_VARIABLE] = names.new_run_id()  # inherited by the workers it starts
     pyproject = (
         config.inipath if config.inipath and config.inipath.name == "pyproject.toml" else None
@@ -81,7 +87,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     code = session.config.stash.get(_exit_key, None)
     if code is not None:
         session.exitstatus = code
-    if os.environ.get(WORKER_VARIABLE) is None:
+    if _worker(session.config) is None:
         from devdb.testdb.template import forget_failures
 
         forget_failures(os.environ[RUN_VARIABLE])
@@ -112,9 +118,7 @@ def _provider(request: pytest.FixtureRequest) -> Any:
         return provider
     from devdb.testdb.provider import Provider
 
-    provider = Provider(
-        config.stash[_config_key], os.environ[RUN_VARIABLE], os.environ.get(WORKER_VARIABLE)
-    )
+    provider = Provider(config.stash[_config_key], os.environ[RUN_VARIABLE], _worker(config))
     failure = _attempt(provider.start)
     if failure is not None:
         _fatal(request, failure)

@@ -64,7 +64,7 @@ class Provider:
         if self._janitor.error is not None:
             raise self._janitor.error
         name = names.clone(self.owner, next(self._numbers))
-        if not pool.claim(self._admin, self.key, name):
+        if self.config.pool == 0 or not pool.claim(self._admin, self.key, name):
             catalog.create(self._admin, name, self.template, self._file_copy)
         self._janitor.wake()
         return self._database(name)

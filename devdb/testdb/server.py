@@ -74,7 +74,10 @@ def ensure_running(settings: Settings, timeout: float = START_TIMEOUT_SECONDS) -
         return server
     compose = compose_for(settings)
     with compose.exclusive():
-        compose.run(*_profiled("up", "--detach", SERVICE))
+        # Several xdist workers arrive at once: the first starts it, the others find it.
+        server = locate(settings)
+        if server is None or not _login_works(server):
+            compose.run(*_profiled("up", "--detach", SERVICE))
     return wait_ready(settings, timeout)
 
 
