@@ -48,6 +48,8 @@ def testdb_stack(module_stack: Callable[..., Stack]) -> Iterator[Stack]:
     stack.query("CREATE TABLE marker (note text)")
     stack.query("INSERT INTO marker VALUES (%s)", (MARKER,))
     started = stack.inspect()["State"]["StartedAt"]
+    up = stack.inv("test-db-up")  # the plugin starts it too; here so that every test can look
+    assert up.returncode == 0, outcome(up)
     yield stack
     assert stack.query("SELECT note FROM marker") == [(MARKER,)]
     assert stack.inspect()["State"]["StartedAt"] == started
@@ -219,6 +221,47 @@ def test_template_is_built_once_and_rebuilt_only_when_a_watched_file_changes(
     assert len(templates) == 1  # the old key's template was dropped
     assert run_example(testdb_stack, folder).returncode == 0
     assert runs() == 2
+
+
+@pytest.mark.slow
+def test_a_key_change_while_another_run_uses_the_old_template(testdb_stack: Stack, tmp_path: Path):
+    """Run A holds the old template; run B (a changed model) builds a new one and passes; A's
+    next clone still works; the old template goes with the first run after A ended."""
+    old = example_copy(tmp_path / "old")
+    go = tmp_path / "go"
+    (old / "tests" / "test_waits.py").write_text(
+        "import os, time\n\n\n"
+        "def test_waits(devdb_database):\n"
+        f"    deadline = time.monotonic() + 120\n"
+        f"    while not os.path.exists({str(go)!r}) and time.monotonic() < deadline:\n"
+        "        time.sleep(0.1)\n\n\n"
+        "def test_after(devdb_database):\n    assert devdb_database.name\n"
+    )
+    run_a = subprocess.Popen(
+        pytest_argv("-p", "no:xdist", "tests/test_waits.py"), env=example_env(testdb_stack),
+        cwd=old, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        wait_until(
+            lambda: [n for n in plugin_databases(testdb_stack) if n.startswith("devdb_t_")],
+            bool, what="run A's database", timeout=120,
+        )  # fmt: skip
+        old_templates = {n for n in plugin_databases(testdb_stack) if n.startswith("devdb_tpl_")}
+        new = example_copy(tmp_path / "new")
+        models = new / "app" / "models.py"
+        models.write_text(models.read_text() + "\n# the schema moved on\n")
+        done = run_example(testdb_stack, new, "-k", "urls or migrated")
+        assert done.returncode == 0, outcome(done)
+        assert old_templates <= set(plugin_databases(testdb_stack))  # A still uses its own
+    finally:
+        go.touch()
+        output, _ = run_a.communicate(timeout=RUN_TIMEOUT_SECONDS)
+    assert run_a.returncode == 0, output
+    again = run_example(testdb_stack, new, "-k", "urls")
+    assert again.returncode == 0, outcome(again)
+    templates = [n for n in plugin_databases(testdb_stack) if n.startswith("devdb_tpl_")]
+    assert len(templates) == 1
+    assert templates[0] not in old_templates  # the new key's; the old one went once unused
 
 
 def test_failing_migrate_stops_the_run_with_its_exit_code(testdb_stack: Stack, tmp_path: Path):
