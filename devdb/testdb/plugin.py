@@ -61,11 +61,11 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(_ExitCode(config), "devdb-exit-code")
 
 
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[Any]:
-    report = yield
+@pytest.hookimpl(hookwrapper=True)  # the old style: pytest 7 too
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()
     item.stash.setdefault(_reports_key, {})[report.when] = report
-    return report
 
 
 class _ExitCode:
