@@ -58,7 +58,6 @@ def pytest_configure(config: pytest.Config) -> None:
         )
     except DevDbError as err:
         raise pytest.UsageError(str(err)) from None
-    config.pluginmanager.register(_ExitCode(config), "devdb-exit-code")
 
 
 @pytest.hookimpl(hookwrapper=True)  # the old style: pytest 7 too
@@ -68,16 +67,12 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
     item.stash.setdefault(_reports_key, {})[report.when] = report
 
 
-class _ExitCode:
-    """In the process that reports (the xdist controller too): a fatal error's exit code."""
-
-    def __init__(self, config: pytest.Config) -> None:
-        self.config = config
-
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        for name, value in report.user_properties:
-            if name == EXIT_PROPERTY:
-                self.config.stash[_exit_key] = int(value)
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: object) -> None:
+    """xdist's controller: a worker that stopped on a fatal error hands over its exit code."""
+    code = (getattr(node, "workeroutput", None) or {}).get(EXIT_PROPERTY)
+    if code is not None:
+        node.config.stash[_exit_key] = int(code)
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
@@ -144,7 +139,10 @@ def _fatal(request: pytest.FixtureRequest, err: BaseException) -> None:
     if isinstance(err, DockerUnavailable) and "inv setup" not in message:
         message += " (inv setup makes this machine ready)"
     code = getattr(err, "exit_code", 1)
-    request.node.user_properties.append((EXIT_PROPERTY, code))
+    request.config.stash[_exit_key] = code
+    workeroutput = getattr(request.config, "workeroutput", None)  # an xdist worker's report
+    if workeroutput is not None:
+        workeroutput[EXIT_PROPERTY] = code
     request.session.shouldstop = f"devdb: {message.splitlines()[0]}"
     pytest.fail(f"devdb test database: {message}", pytrace=False)
 

@@ -264,11 +264,14 @@ def test_a_key_change_while_another_run_uses_the_old_template(testdb_stack: Stac
     assert templates[0] not in old_templates  # the new key's; the old one went once unused
 
 
-def test_failing_migrate_stops_the_run_with_its_exit_code(testdb_stack: Stack, tmp_path: Path):
+@pytest.mark.parametrize("first", ["migrated", "session_rollback"])  # devdb_database, devdb_session
+def test_failing_migrate_stops_the_run_with_its_exit_code(
+    testdb_stack: Stack, tmp_path: Path, first: str
+):
     folder = example_copy(tmp_path, migrate="echo the-last-words-of-migrate; exit 7")
     before = plugin_databases(testdb_stack)
     started = time.monotonic()
-    done = run_example(testdb_stack, folder)
+    done = run_example(testdb_stack, folder, "-k", first)
     assert done.returncode == 7, outcome(done)
     assert time.monotonic() - started < 60
     assert "the-last-words-of-migrate" in done.stdout
