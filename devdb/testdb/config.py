@@ -41,6 +41,11 @@ def load(pyproject: Path) -> TestConfig:
     try:
         import tomllib
     except ImportError:  # Python 3.10: no reader in the standard library, and no new dependency
+        if "devdb.test]" in pyproject.read_text(encoding="utf-8", errors="replace"):
+            raise ConfigError(
+                f"{SECTION} in {pyproject} needs Python 3.11 or later to be read (tomllib); "
+                "run the tests with a newer Python."
+            ) from None
         return TestConfig(root=pyproject.parent)
     try:
         data = tomllib.loads(pyproject.read_text(encoding="utf-8"))
