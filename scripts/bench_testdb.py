@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -268,6 +269,7 @@ def main() -> None:
     n, samples = args.tests, args.samples
     stack = BenchStack("testdb")
     rows: list[tuple[str, str]] = []
+    backend: Backend | None = None
     try:
         rows.append(
             ("dev server cold start (inv db-up, new volume)", ms(timed(lambda: stack.inv("db-up"))))
@@ -347,6 +349,8 @@ def main() -> None:
         rows.append(("migrate runs in all of the above", f"{backend.migrations()} (1 expected)"))
     finally:
         stack.compose("--profile", "test", "down", "--volumes", "--timeout", "5")
+        if backend is not None:
+            shutil.rmtree(backend.folder, ignore_errors=True)
     print(f"\n{machine()}\n")
     print("| measure | value |\n|---|---|")
     for name, value in rows:
