@@ -2,7 +2,7 @@
 
 `nox -s acceptance -- -k persistence` passes pytest arguments through; `nox -R` reuses the
 environments without reinstalling (nox's own flag). `nox -s bench`, `nox -s bench-backup` and
-`nox -s bench-upgrade` run the benchmarks (not part of the default run). What each session installs is declared once:
+`nox -s bench-upgrade`, `nox -s bench-testdb` run the benchmarks (not part of the default run). What each session installs is declared once:
 requirements.txt for the tasks, the dependency groups of pyproject.toml for the test tools.
 """
 
@@ -55,7 +55,10 @@ def acceptance(session: nox.Session) -> None:
         session.error(
             "No Docker engine answers (`docker info` failed): run `inv setup --tests` (or `inv check-docker`)."
         )
-    install(session, "test", "backend")
+    install(session, "test", "backend", "testdb")
+    # Installed like a backend installs it: the pytest11 entry point is what examples/backend
+    # is run with (tests/acceptance/test_testdb.py).
+    session.install("-e", str(ROOT))
     run_pytest(session, "tests/acceptance")
 
 
@@ -79,6 +82,16 @@ def bench_upgrade(session: nox.Session) -> None:
     """Time and peak memory of db-upgrade 15 -> 17 at about 20 MB and 200 MB."""
     install(session)
     session.run("python", "scripts/bench_upgrade.py", *session.posargs)
+
+
+@nox.session(name="bench-testdb")
+def bench_testdb(session: nox.Session) -> None:
+    """Test databases: hand-out, savepoint cost, 200 tests under -n 2, cold starts, a peer."""
+    install(session, "test", "testdb")
+    session.install("-e", str(ROOT))
+    # The peer compared against, for the benchmark only (never a dependency of ours).
+    session.install("pytest-postgresql")
+    session.run("python", "scripts/bench_testdb.py", *session.posargs)
 
 
 def _docker_answers() -> bool:

@@ -277,6 +277,34 @@ def db_upgrade(c, image=None, rollback=False, finish=False, yes=False, terminate
     upgrade(settings(), image, rollback, finish, yes, terminate, float(timeout), console())
 
 
+@task(help={"timeout": TIMEOUT_HELP})
+@command
+def test_db_up(c, timeout=None):  # noqa: PT028 (a task, not a test)
+    """Start the test server (postgres-test, data on tmpfs) for the backend's pytest plugin."""
+    from devdb.settings import parse_timeout
+    from devdb.testdb import server
+
+    server.up_task(settings(), parse_timeout(timeout), console())
+
+
+@task
+@command
+def test_db_down(c):
+    """Remove the test server and all its test databases; your database is not touched."""
+    from devdb.testdb import server
+
+    server.down_task(settings(), console())
+
+
+@task(help={"json": "Print one JSON object (service, running, ready, host, port, user, ...)."})
+@command
+def test_db_status(c, json=False):  # noqa: PT028 (a task, not a test)
+    """Show the test server's address and state. Exit 0 only when it accepts a login, else 5."""
+    from devdb.testdb import server
+
+    server.status_task(settings(), json, console())
+
+
 # `inv --help TASK` ends with the exit codes.
 for _task in list(globals().values()):
     if hasattr(_task, "body") and _task.__doc__ is not None:

@@ -94,6 +94,9 @@ def remove_stack(project: str, env: dict[str, str]) -> None:
             str(COMPOSE_FILE),
             "-p",
             project,
+            # The test server (postgres-test) is behind this profile: `down` leaves it otherwise.
+            "--profile",
+            "test",
             "down",
             "--volumes",
             "--remove-orphans",

@@ -1,0 +1,109 @@
+"""The SQL the plugin runs on the test server's maintenance database: the one home of it.
+
+Connections are psycopg 3 in autocommit (CREATE/DROP DATABASE cannot run in a transaction).
+Advisory locks use the two-number form: (purpose, key's lock id), so purposes never collide.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from psycopg import Connection, errors, sql
+
+# Advisory lock purposes (the first number of the pair).
+LOCK_USE = 0x64766401  # shared by every process using a template; exclusive to drop it
+LOCK_BUILD = 0x64766402  # the one process building a template
+LOCK_REFILL = 0x64766403  # the one process refilling the warm pool
+
+
+def server_major(conn: Connection) -> int:
+    return int(conn.execute("SHOW server_version_num").fetchone()[0]) // 10000
+
+
+def databases(conn: Connection, prefix: str) -> list[str]:
+    rows = conn.execute(
+        "SELECT datname FROM pg_database WHERE starts_with(datname, %s) ORDER BY datname",
+        (prefix,),
+    ).fetchall()
+    return [row[0] for row in rows]
+
+
+def exists(conn: Connection, name: str) -> bool:
+    return bool(conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone())
+
+
+def live_connections(conn: Connection, application_prefix: str) -> set[str]:
+    rows = conn.execute(
+        "SELECT DISTINCT application_name FROM pg_stat_activity "
+        "WHERE starts_with(application_name, %s)",
+        (application_prefix,),
+    ).fetchall()
+    return {row[0] for row in rows}
+
+
+def create(
+    conn: Connection, name: str, template: str | None = None, file_copy: bool = False
+) -> None:
+    """CREATE DATABASE, from `template` if given; FILE_COPY where the server has it (15+):
+    on tmpfs with fsync off it copies the files in half the time of WAL_LOG."""
+    query = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+    if template:
+        query += sql.SQL(" TEMPLATE {}").format(sql.Identifier(template))
+        if file_copy:
+            query += sql.SQL(" STRATEGY FILE_COPY")
+    conn.execute(query)
+
+
+def drop(conn: Connection, name: str) -> None:
+    """Drop, ending its sessions first (a test that left connections open included)."""
+    conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def drop_all(conn: Connection, names: Iterable[str]) -> None:
+    for name in names:
+        drop(conn, name)
+
+
+def rename(conn: Connection, old: str, new: str) -> bool:
+    """Rename; False when `old` is gone or in use (another process claimed it first)."""
+    query = sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
+        sql.Identifier(old), sql.Identifier(new)
+    )
+    try:
+        conn.execute(query)
+    except (errors.InvalidCatalogName, errors.ObjectInUse, errors.DuplicateDatabase):
+        return False
+    return True
+
+
+def end_sessions(conn: Connection, name: str) -> None:
+    conn.execute(
+        "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity "
+        "WHERE datname = %s AND pid <> pg_backend_pid()",
+        (name,),
+    )
+
+
+def seal(conn: Connection, name: str) -> None:
+    """No one may connect to a template: CREATE DATABASE ... TEMPLATE needs it idle."""
+    conn.execute(
+        sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS false").format(sql.Identifier(name))
+    )
+
+
+def lock(conn: Connection, purpose: int, lock_id: int) -> None:
+    conn.execute("SELECT pg_advisory_lock(%s, %s)", (purpose, lock_id))
+
+
+def lock_shared(conn: Connection, purpose: int, lock_id: int) -> None:
+    conn.execute("SELECT pg_advisory_lock_shared(%s, %s)", (purpose, lock_id))
+
+
+def try_lock(conn: Connection, purpose: int, lock_id: int) -> bool:
+    return bool(
+        conn.execute("SELECT pg_try_advisory_lock(%s, %s)", (purpose, lock_id)).fetchone()[0]
+    )
+
+
+def unlock(conn: Connection, purpose: int, lock_id: int) -> None:
+    conn.execute("SELECT pg_advisory_unlock(%s, %s)", (purpose, lock_id))

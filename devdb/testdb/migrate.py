@@ -1,0 +1,62 @@
+"""Running the backend's `migrate` command against the template being built.
+
+The command gets the variables the backend reads (DB_HOST, DB_PORT, DB_NAME, DB_USER,
+DB_PASSWORD) and DATABASE_URL, all naming the template; no stdin (it can never wait for input),
+a timeout, and its whole process group is stopped when the time is up.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from collections.abc import Mapping
+from contextlib import suppress
+from pathlib import Path
+
+from devdb.errors import DevDbError
+
+TAIL_LINES = 15
+
+
+class MigrateFailed(DevDbError):
+    """`migrate` exited non-zero or ran out of time; pytest ends with its exit code."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def run(command: str, cwd: Path, variables: Mapping[str, str], timeout: float) -> None:
+    """Run `command` with a shell in `cwd`; raise MigrateFailed with its last output lines."""
+    # A shell on purpose: `migrate` is the user's own command line from their pyproject.
+    process = subprocess.Popen(  # noqa: S602
+        command, shell=True, cwd=cwd, env={**os.environ, **variables},
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        output, _ = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _stop_group(process)
+        output, _ = process.communicate()
+        raise MigrateFailed(
+            f"migrate ({command!r}) did not finish within {timeout:.0f} s and was stopped"
+            f"{_tail(output)}; raise migrate_timeout in [tool.devdb.test] if it needs longer.",
+            exit_code=124,
+        ) from None
+    if process.returncode != 0:
+        code = process.returncode if process.returncode > 0 else 128 - process.returncode
+        raise MigrateFailed(
+            f"migrate ({command!r}) failed with exit code {code}{_tail(output)}", exit_code=code
+        )
+
+
+def _tail(output: bytes) -> str:
+    lines = output.decode(errors="replace").rstrip().splitlines()[-TAIL_LINES:]
+    return ":\n    " + "\n    ".join(lines) + "\n" if lines else " (no output)"
+
+
+def _stop_group(process: subprocess.Popen) -> None:
+    with suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)

@@ -1,0 +1,227 @@
+"""The pytest plugin: `devdb_database`, `devdb_engine` and `devdb_session`.
+
+Enabled by the `pytest11` entry point when this repository is installed in the backend's
+environment (`pip install -e <path>`), or by `pytest_plugins = ["devdb.testdb.plugin"]`. Nothing
+happens until a test asks for one of the fixtures: a run that uses none never touches Docker.
+Importing this module imports no database driver (it is loaded by every pytest run).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from devdb.testdb import names
+from devdb.testdb.config import TestConfig
+
+RUN_VARIABLE = "DEVDB_TEST_RUN"  # the run id, handed from the xdist controller to its workers
+KEEP_FAILED = "--devdb-keep-failed"
+EXIT_PROPERTY = "devdb_exit_code"
+KEPT_PROPERTY = "devdb_kept"
+
+_config_key = pytest.StashKey[TestConfig]()
+_provider_key = pytest.StashKey[Any]()
+_exit_key = pytest.StashKey[int]()
+_reports_key = pytest.StashKey[dict]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("devdb", "devdb test databases")
+    group.addoption(
+        KEEP_FAILED, action="store_true", default=False,
+        help="Keep the database of a failed test (devdb_database) and print where it is.",
+    )  # fmt: skip
+
+
+def _worker(config: pytest.Config) -> str | None:
+    """This xdist worker's id (gw0...), None in the controller or without xdist. Asked of the
+    config, not of PYTEST_XDIST_WORKER: a pytest started by a worker's test inherits that."""
+    workerinput = getattr(config, "workerinput", None)
+    return workerinput.get("workerid") if workerinput else None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    from devdb.errors import DevDbError
+    from devdb.testdb import config as test_config
+
+    if _worker(config) is None:  # the controller, or a run without xdist
+        os.environ[RUN_VARIABLE] = names.new_run_id()  # inherited by the workers it starts
+    pyproject = (
+        config.inipath if config.inipath and config.inipath.name == "pyproject.toml" else None
+    )
+    try:
+        config.stash[_config_key] = test_config.load(
+            pyproject or config.rootpath / "pyproject.toml"
+        )
+    except DevDbError as err:
+        raise pytest.UsageError(str(err)) from None
+
+
+@pytest.hookimpl(hookwrapper=True)  # the old style: pytest 7 too
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()
+    item.stash.setdefault(_reports_key, {})[report.when] = report
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: object) -> None:
+    """xdist's controller: a worker that stopped on a fatal error hands over its exit code."""
+    code = (getattr(node, "workeroutput", None) or {}).get(EXIT_PROPERTY)
+    if code is not None:
+        node.config.stash[_exit_key] = int(code)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    provider = session.config.stash.get(_provider_key, None)
+    if provider is not None:
+        provider.close()
+    code = session.config.stash.get(_exit_key, None)
+    if code is not None:
+        session.exitstatus = code
+    if _worker(session.config) is None:
+        from devdb.testdb.template import forget_failures
+
+        forget_failures(os.environ[RUN_VARIABLE])
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    kept = [
+        value
+        for reports in terminalreporter.stats.values()
+        for report in reports
+        for name, value in getattr(report, "user_properties", ())
+        if name == KEPT_PROPERTY
+    ]
+    if kept:
+        terminalreporter.section("devdb: databases of failed tests, kept")
+        for line in kept:
+            terminalreporter.line(line)
+
+
+# Fixtures ------------------------------------------------------------------------------------
+
+
+def _provider(request: pytest.FixtureRequest) -> Any:
+    """This process's provider, started at the first use; a failure stops the whole run."""
+    config = request.config
+    provider = config.stash.get(_provider_key, None)
+    if provider is not None:
+        return provider
+    from devdb.testdb.provider import Provider
+
+    provider = Provider(config.stash[_config_key], os.environ[RUN_VARIABLE], _worker(config))
+    failure = _attempt(provider.start)
+    if failure is not None:
+        _fatal(request, failure)
+    config.stash[_provider_key] = provider
+    return provider
+
+
+def _attempt(action: Any) -> BaseException | None:
+    """The error `action` raised, if any: reported outside the except block, without the
+    chained traceback pytest would print otherwise."""
+    try:
+        action()
+    except Exception as err:
+        return err
+    return None
+
+
+def _fatal(request: pytest.FixtureRequest, err: BaseException) -> None:
+    """End the run after this test (every xdist worker too), with the error's exit code."""
+    from devdb.errors import DevDbError, DockerUnavailable
+
+    message = str(err) if isinstance(err, DevDbError) else f"{type(err).__name__}: {err}"
+    if isinstance(err, DockerUnavailable) and "inv setup" not in message:
+        message += " (inv setup makes this machine ready)"
+    code = getattr(err, "exit_code", 1)
+    request.config.stash[_exit_key] = code
+    workeroutput = getattr(request.config, "workeroutput", None)  # an xdist worker's report
+    if workeroutput is not None:
+        workeroutput[EXIT_PROPERTY] = code
+    request.session.shouldstop = f"devdb: {message.splitlines()[0]}"
+    pytest.fail(f"devdb test database: {message}", pytrace=False)
+
+
+def _failed(item: pytest.Item) -> bool:
+    reports = item.stash.get(_reports_key, {})
+    return any(report.failed for report in reports.values())
+
+
+@pytest.fixture
+def devdb_database(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """A database cloned from the migrated template, this test's alone; dropped after it."""
+    provider = _provider(request)
+    got: list[Any] = []
+    failure = _attempt(lambda: got.append(provider.checkout()))
+    if failure is not None:
+        _fatal(request, failure)
+    database = got[0]
+    yield database
+    if request.config.getoption(KEEP_FAILED) and _failed(request.node):
+        kept = provider.keep(database)
+        request.node.user_properties.append(
+            (KEPT_PROPERTY, f"{request.node.nodeid}: {kept.shown} (password: POSTGRES_PASSWORD)")
+        )
+    else:
+        provider.release(database)
+
+
+@pytest.fixture(scope="session")
+def _devdb_session_database(request: pytest.FixtureRequest) -> Any:
+    provider = _provider(request)
+    got: list[Any] = []
+    failure = _attempt(lambda: got.append(provider.session_database()))
+    if failure is not None:
+        _fatal(request, failure)
+    return got[0]
+
+
+try:
+    import pytest_asyncio
+except ImportError:  # the async fixtures need it; say so when one is used
+    pytest_asyncio = None
+
+
+def _fixture_loop_scope(config: pytest.Config) -> str:
+    try:
+        return config.getini("asyncio_default_fixture_loop_scope") or "function"
+    except ValueError:
+        return "function"
+
+
+if pytest_asyncio is not None:
+
+    @pytest_asyncio.fixture
+    async def devdb_engine(devdb_database: Any) -> Any:
+        """An AsyncEngine on this test's database, made on the test's loop, disposed after."""
+        from devdb.testdb import sqla
+
+        engine = sqla.new_engine(devdb_database.url)
+        yield engine
+        await engine.dispose()
+
+    @pytest_asyncio.fixture
+    async def devdb_session(request: pytest.FixtureRequest, _devdb_session_database: Any) -> Any:
+        """An AsyncSession whose work is rolled back after the test; commit() works inside."""
+        from devdb.testdb import sqla
+
+        engine = await sqla.engine_for_loop(_devdb_session_database.url)
+        async with sqla.rolled_back_session(engine) as session:
+            yield session
+        if _fixture_loop_scope(request.config) == "function":
+            await sqla.forget_loop_engine()  # its loop closes after this test
+
+else:
+
+    @pytest.fixture
+    def devdb_engine() -> None:
+        pytest.fail("devdb_engine needs pytest-asyncio: pip install pytest-asyncio", pytrace=False)
+
+    @pytest.fixture
+    def devdb_session() -> None:
+        pytest.fail("devdb_session needs pytest-asyncio: pip install pytest-asyncio", pytrace=False)

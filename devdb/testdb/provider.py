@@ -1,0 +1,112 @@
+"""One pytest process's access to test databases: started at the first test that needs one.
+
+Start: find or start the test server (Compose), open the heartbeat connection that marks this
+process alive, drop the leftovers of killed runs, find or build the template, start the janitor.
+Then `checkout` hands out a clone (from the warm pool when it has one) and `release` drops it
+in the background. `close` drops everything this process made; the pool and the template stay
+for the next run.
+"""
+
+from __future__ import annotations
+
+import itertools
+from contextlib import suppress
+
+from devdb.testdb import catalog, names, pool, template
+from devdb.testdb.config import TestConfig
+from devdb.testdb.database import TestDatabase
+from devdb.testdb.key import template_key
+from devdb.testdb.server import Server, ensure_running
+
+FILE_COPY_SINCE = 15  # CREATE DATABASE ... STRATEGY appeared in PostgreSQL 15
+
+
+class Provider:
+    server: Server  # set by start()
+
+    def __init__(self, config: TestConfig, run_id: str, worker: str | None) -> None:
+        self.config = config
+        self.run_id = run_id
+        self.owner = names.owner_tag(run_id, worker)
+        self._numbers = itertools.count(1)
+        self._session_db: TestDatabase | None = None
+        self.template = ""
+        self.key = ""
+
+    def start(self) -> None:
+        from devdb.settings import load_settings
+
+        self.server = ensure_running(load_settings())
+        self._heartbeat = self.server.connect(application_name=names.heartbeat_name(self.owner))
+        self._admin = self.server.connect(application_name=f"devdb-admin:{self.owner}")
+        sweep(self._admin)
+        major = catalog.server_major(self._admin)
+        self._file_copy = major >= FILE_COPY_SINCE
+        cfg = self.config
+        self.key = template_key(cfg.root, cfg.watch, cfg.migrate, major)
+        build = template.Build(self.server, cfg, self.key, self.owner, self.run_id)
+        self.template = template.ensure(self._admin, self._heartbeat, build)
+        template.drop_stale(self._admin, self.key)
+        self._janitor = pool.Janitor(
+            self._janitor_connection, self.key, self.template, cfg.pool, self._file_copy
+        )
+        self._janitor.start()
+
+    def _janitor_connection(self):
+        return self.server.connect(application_name=f"devdb-janitor:{self.owner}")
+
+    def _database(self, name: str) -> TestDatabase:
+        s = self.server
+        return TestDatabase(name, s.host, s.port, s.user, s.password)
+
+    def checkout(self) -> TestDatabase:
+        """A fresh clone of the template, this caller's alone."""
+        if self._janitor.error is not None:
+            raise self._janitor.error
+        name = names.clone(self.owner, next(self._numbers))
+        if self.config.pool == 0 or not pool.claim(self._admin, self.key, name):
+            catalog.create(self._admin, name, self.template, self._file_copy)
+        self._janitor.wake()
+        return self._database(name)
+
+    def release(self, database: TestDatabase) -> None:
+        self._janitor.drop_later(database.name)
+
+    def keep(self, database: TestDatabase) -> TestDatabase:
+        """Rename a failed test's database so that no cleanup drops it."""
+        kept = names.kept(database.name)
+        catalog.end_sessions(self._admin, database.name)
+        catalog.rename(self._admin, database.name, kept)
+        return self._database(kept)
+
+    def session_database(self) -> TestDatabase:
+        """devdb_session's database: one clone per process, its tests roll back."""
+        if self._session_db is None:
+            name = names.session(self.owner)
+            catalog.create(self._admin, name, self.template, self._file_copy)
+            self._session_db = self._database(name)
+        return self._session_db
+
+    def close(self) -> None:
+        """Drop every database of this process (open sessions ended); the pool stays."""
+        with suppress(Exception):
+            self._janitor.stop()
+        with suppress(Exception):
+            for name in catalog.databases(self._admin, f"{names.CLONE}{self.owner}_"):
+                catalog.drop(self._admin, name)
+            catalog.drop(self._admin, names.session(self.owner))
+        for conn in (self._admin, self._heartbeat):
+            with suppress(Exception):
+                conn.close()
+
+
+def sweep(admin) -> list[str]:
+    """Drop the databases of processes that are gone (kill -9 of pytest or of a worker)."""
+    alive = catalog.live_connections(admin, names.HEARTBEAT)
+    dropped = []
+    for name in catalog.databases(admin, names.PREFIX):
+        owner = names.owner_of(name)
+        if owner is not None and names.heartbeat_name(owner) not in alive:
+            catalog.drop(admin, name)
+            dropped.append(name)
+    return dropped

@@ -1,0 +1,361 @@
+#!/usr/bin/env python3
+"""Test-database benchmark (issue 23): the plugin against the server's floor and a peer.
+
+    python scripts/bench_testdb.py [--tests 200] [--samples 15]
+
+One throwaway project (its own name, port, test server); a generated backend whose `migrate`
+builds about 30 tables, 100 indexes and 3,000 rows. All ratios come from this one run:
+- a `devdb_database` handed out from the warm pool, from an empty pool, and the server's own
+  `CREATE DATABASE ... TEMPLATE` (FILE_COPY, WAL_LOG) and DROP sent from a client;
+- `devdb_session`'s own cost per test (loop reused across tests, and a loop per test);
+- N tests on `devdb_database` (through devdb_engine) and on `devdb_session`, under -n 2;
+- the first run (migrate + template) against an unchanged second run, and migrate alone;
+- cold start of the test server (tmpfs) and of the developer's server (a new volume);
+- pytest-postgresql's `postgresql_noproc` template clone on the same server and schema, if
+  it is installed (nox -s bench-testdb installs it), against `devdb_database` with psycopg.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from benchkit import DATABASE, PASSWORD, USER, BenchStack, machine, median, timed
+
+SCHEMA = '''
+import os, psycopg
+conn = psycopg.connect(host=os.environ["DB_HOST"], port=os.environ["DB_PORT"],
+    dbname=os.environ["DB_NAME"], user=os.environ["DB_USER"], password=os.environ["DB_PASSWORD"])
+with conn:
+    for t in range(30):
+        conn.execute(f"""CREATE TABLE t{t} (id serial PRIMARY KEY, name text NOT NULL,
+            n int NOT NULL, at timestamptz DEFAULT now(), ref int)""")
+        for column in ("name", "n", "at"):
+            conn.execute(f"CREATE INDEX ON t{t} ({column})")
+        conn.execute(f"INSERT INTO t{t} (name, n) SELECT 'row ' || g, g FROM generate_series(1, 100) g")
+    conn.execute("CREATE TABLE items (id serial PRIMARY KEY, tag text NOT NULL)")
+if not os.environ.get("BENCH_NOT_MIGRATE"):  # migrate alone and the peer's load are not counted
+    with open("migrate.log", "a") as log:
+        log.write("run\\n")
+'''
+PYPROJECT = """
+[tool.devdb.test]
+migrate = "{python} schema.py"
+watch = ["schema.py"]
+pool = {pool}
+
+[tool.pytest.ini_options]
+asyncio_mode = "auto"
+asyncio_default_fixture_loop_scope = "function"
+asyncio_default_test_loop_scope = "function"
+"""
+TESTS = {
+    "test_engine.py": """
+        import pytest
+        from sqlalchemy import text
+
+        @pytest.mark.parametrize("i", range({n}))
+        async def test_engine(devdb_engine, i):
+            async with devdb_engine.begin() as conn:
+                await conn.execute(text("INSERT INTO items (tag) VALUES ('x')"))
+                assert (await conn.execute(text("SELECT count(*) FROM items"))).scalar() == 1
+    """,
+    "test_session.py": """
+        import pytest
+        from sqlalchemy import text
+
+        @pytest.mark.parametrize("i", range({n}))
+        async def test_session(devdb_session, i):
+            await devdb_session.execute(text("INSERT INTO items (tag) VALUES ('x')"))
+            await devdb_session.commit()
+            assert (await devdb_session.execute(text("SELECT count(*) FROM items"))).scalar() == 1
+    """,
+    "test_sync.py": """
+        import psycopg, pytest
+
+        @pytest.mark.parametrize("i", range({n}))
+        def test_sync(devdb_database, i):
+            with psycopg.connect(devdb_database.dsn) as conn:
+                conn.execute("INSERT INTO items (tag) VALUES ('x')")
+                assert conn.execute("SELECT count(*) FROM items").fetchone()[0] == 1
+    """,
+    "test_one.py": """
+        def test_one(devdb_database):
+            assert devdb_database.name
+    """,
+}
+PEER = """
+    import os, subprocess, sys
+    import pytest
+    from pytest_postgresql import factories
+
+    def load(host, port, user, dbname, password, **_):
+        env = {{**os.environ, "DB_HOST": host, "DB_PORT": str(port), "DB_USER": user,
+               "DB_NAME": dbname, "DB_PASSWORD": password, "BENCH_NOT_MIGRATE": "1"}}
+        subprocess.run([sys.executable, "schema.py"], env=env, check=True)
+
+    postgresql_noproc = factories.postgresql_noproc(
+        host="127.0.0.1", port={port}, user="{user}", password="{password}",
+        dbname="peer_bench", maintenance_dbname="{maintenance}", load=[load])
+    postgresql = factories.postgresql("postgresql_noproc")
+
+    @pytest.mark.parametrize("i", range({n}))
+    def test_peer(postgresql, i):
+        postgresql.execute("INSERT INTO items (tag) VALUES ('x')")
+        assert postgresql.execute("SELECT count(*) FROM items").fetchone()[0] == 1
+"""
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:.1f} ms"
+
+
+class Backend:
+    """The generated backend folder and how pytest runs in it."""
+
+    def __init__(self, stack: BenchStack, n: int, pool: int = 4) -> None:
+        self.stack = stack
+        self.folder = Path(tempfile.mkdtemp(prefix="devdb-bench-backend-"))
+        (self.folder / "schema.py").write_text(SCHEMA)
+        (self.folder / "pyproject.toml").write_text(
+            PYPROJECT.format(python=sys.executable, pool=pool)
+        )
+        (self.folder / "tests").mkdir()
+        for name, body in TESTS.items():
+            (self.folder / "tests" / name).write_text(textwrap.dedent(body.format(n=n)))
+
+    def migrations(self) -> int:
+        log = self.folder / "migrate.log"
+        return len(log.read_text().splitlines()) if log.exists() else 0
+
+    def pytest(self, *args: str) -> float:
+        started = time.perf_counter()
+        done = subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args],
+            cwd=self.folder, env=self.stack.env, capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        took = time.perf_counter() - started
+        if done.returncode != 0:
+            raise RuntimeError(f"pytest {' '.join(args)} failed:\n{done.stdout[-3000:]}")
+        return took
+
+
+def provider_for(stack: BenchStack, backend: Backend, pool: int):
+    """The fixtures' own code path, in this process (settings from the stack's environment)."""
+    os.environ.update(
+        {k: v for k, v in stack.env.items() if k.startswith(("COMPOSE_", "POSTGRES_", "DEVDB_"))}
+    )
+    from devdb.testdb import config, names
+    from devdb.testdb.provider import Provider
+
+    cfg = config.load(backend.folder / "pyproject.toml")
+    cfg = config.TestConfig(cfg.root, cfg.migrate, cfg.watch, pool, cfg.migrate_timeout)
+    return Provider(cfg, names.new_run_id(), f"bench{pool}")
+
+
+def pool_size(provider) -> int:
+    from devdb.testdb import catalog, names
+
+    return len(catalog.databases(provider._admin, names.pool_prefix(provider.key)))
+
+
+def handout(provider, samples: int, wait_for_pool: int) -> list[float]:
+    times = []
+    for _ in range(samples):
+        deadline = time.monotonic() + 30
+        while wait_for_pool and pool_size(provider) < wait_for_pool and time.monotonic() < deadline:
+            time.sleep(0.02)
+        started = time.perf_counter()
+        database = provider.checkout()
+        times.append(time.perf_counter() - started)
+        provider.release(database)
+    return times
+
+
+def floor_and_cold(provider, samples: int) -> dict[str, float]:
+    """The server's own clone and drop sent from a client (no plugin around them), and the
+    plugin's hand-out with no pool, alternating so that both see the same machine load."""
+    conn = provider._admin
+    found: dict[str, list[float]] = {"FILE_COPY": [], "WAL_LOG": [], "DROP": [], "cold": []}
+    for i in range(samples):
+        for strategy in ("FILE_COPY", "WAL_LOG"):
+            name = f"bench_floor_{i}"
+            found[strategy].append(timed(lambda n=name, s=strategy: conn.execute(
+                f'CREATE DATABASE "{n}" TEMPLATE "{provider.template}" STRATEGY {s}')))  # fmt: skip
+            found["DROP"].append(timed(lambda n=name: conn.execute(f'DROP DATABASE "{n}"')))
+        found["cold"] += handout(provider, 1, wait_for_pool=0)
+    return {k: median(v) for k, v in found.items()}
+
+
+def session_costs(provider, samples: int) -> tuple[float, float]:
+    """devdb_session's own cost per test: (loop reused, a new loop and connection per test)."""
+    from devdb.testdb import sqla
+
+    url = provider.session_database().url
+
+    async def reused() -> list[float]:
+        engine = await sqla.engine_for_loop(url)
+        async with sqla.rolled_back_session(engine):
+            pass  # the first connection is not a test's cost
+        times = []
+        for _ in range(samples):
+            started = time.perf_counter()
+            async with sqla.rolled_back_session(engine) as session:
+                await session.connection()  # the outer transaction really begins
+            times.append(time.perf_counter() - started)
+        await sqla.forget_loop_engine()
+        return times
+
+    async def fresh() -> float:
+        started = time.perf_counter()
+        engine = await sqla.engine_for_loop(url)
+        async with sqla.rolled_back_session(engine) as session:
+            await session.connection()
+        await sqla.forget_loop_engine()
+        return time.perf_counter() - started
+
+    first = median(asyncio.run(reused()))
+    second = median([asyncio.run(fresh()) for _ in range(samples)])
+    return first, second
+
+
+def migrate_alone(stack: BenchStack, backend: Backend, provider) -> float:
+    from devdb.testdb import catalog
+    from devdb.testdb.template import variables
+
+    catalog.create(provider._admin, "bench_migrate_alone")
+    env = {
+        **stack.env,
+        **variables(provider.server, "bench_migrate_alone"),
+        "BENCH_NOT_MIGRATE": "1",
+    }
+    took = timed(
+        lambda: subprocess.run(
+            [sys.executable, "schema.py"], cwd=backend.folder, env=env, check=True
+        )
+    )
+    catalog.drop(provider._admin, "bench_migrate_alone")
+    return took
+
+
+def peer_run(stack: BenchStack, backend: Backend, n: int, port: int) -> float | None:
+    try:
+        import pytest_postgresql  # noqa: F401
+    except ImportError:
+        return None
+    (backend.folder / "tests" / "test_peer.py").write_text(textwrap.dedent(PEER.format(
+        port=port, user=USER, password=PASSWORD, maintenance=DATABASE, n=n)))  # fmt: skip
+    try:
+        return backend.pytest("-n", "2", "tests/test_peer.py")
+    finally:
+        (backend.folder / "tests" / "test_peer.py").unlink()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tests", type=int, default=200)
+    parser.add_argument("--samples", type=int, default=15)
+    args = parser.parse_args()
+    n, samples = args.tests, args.samples
+    stack = BenchStack("testdb")
+    rows: list[tuple[str, str]] = []
+    backend: Backend | None = None
+    try:
+        rows.append(
+            ("dev server cold start (inv db-up, new volume)", ms(timed(lambda: stack.inv("db-up"))))
+        )
+        rows.append(
+            (
+                "test server cold start (inv test-db-up, tmpfs)",
+                ms(timed(lambda: stack.inv("test-db-up"))),
+            )
+        )
+        backend = Backend(stack, n)
+        first = backend.pytest("tests/test_one.py")
+        second = backend.pytest("tests/test_one.py")
+        rows.append(("first run, 1 test (migrate + template)", ms(first)))
+        rows.append(("unchanged second run, 1 test", ms(second)))
+        rows.append(("migrate ran (first + second run)", f"{backend.migrations()} time(s)"))
+
+        provider = provider_for(stack, backend, pool=4)
+        provider.start()
+        alone = migrate_alone(stack, backend, provider)
+        rows.append(("migrate alone", ms(alone)))
+        rows.append(
+            (
+                "first run's cost beyond migrate (first - second - migrate)",
+                ms(first - second - alone),
+            )
+        )
+        warm = median(handout(provider, samples, wait_for_pool=4))
+        session_reused, session_fresh = session_costs(provider, samples * 10)
+        provider.close()
+        empty_provider = provider_for(stack, backend, pool=0)
+        empty_provider.start()
+        server = floor_and_cold(empty_provider, samples)
+        cold = server["cold"]
+        empty_provider.close()
+        rows += [
+            ("devdb_database hand-out, warm pool (median)", ms(warm)),
+            ("devdb_database hand-out, pool empty (median)", ms(cold)),
+            (
+                "server's CREATE DATABASE TEMPLATE, FILE_COPY (client, median)",
+                ms(server["FILE_COPY"]),
+            ),
+            ("server's CREATE DATABASE TEMPLATE, WAL_LOG (client, median)", ms(server["WAL_LOG"])),
+            ("server's DROP DATABASE (client, median)", ms(server["DROP"])),
+            ("pool empty / server's FILE_COPY", f"{cold / server['FILE_COPY']:.2f}x"),
+            ("devdb_session own cost per test, loop reused (median)", ms(session_reused)),
+            ("devdb_session own cost per test, loop per test (median)", ms(session_fresh)),
+        ]
+        engine = backend.pytest("-n", "2", "tests/test_engine.py")
+        session = backend.pytest("-n", "2", "tests/test_session.py")
+        session_loop = backend.pytest(
+            "-n", "2", "tests/test_session.py", "-o", "asyncio_default_fixture_loop_scope=session",
+            "-o", "asyncio_default_test_loop_scope=session",
+        )  # fmt: skip
+        sync = backend.pytest("-n", "2", "tests/test_sync.py")
+        rows += [
+            (f"{n} tests on devdb_database (devdb_engine), -n 2", ms(engine)),
+            (f"{n} tests on devdb_session, -n 2, loop per test", ms(session)),
+            (f"{n} tests on devdb_session, -n 2, session loop", ms(session_loop)),
+            ("devdb_database / devdb_session (loop per test)", f"{engine / session:.2f}x"),
+            ("devdb_database / devdb_session (session loop)", f"{engine / session_loop:.2f}x"),
+            (f"{n} tests on devdb_database (psycopg), -n 2", ms(sync)),
+        ]
+        peer = peer_run(stack, backend, n, empty_provider.server.port)
+        if peer is None:
+            rows.append(
+                (
+                    "pytest-postgresql postgresql_noproc",
+                    "not installed (nox -s bench-testdb installs it)",
+                )
+            )
+        else:
+            rows.append(
+                (f"{n} tests on pytest-postgresql noproc template clone (psycopg), -n 2", ms(peer))
+            )
+            rows.append(("pytest-postgresql / devdb_database (psycopg)", f"{peer / sync:.2f}x"))
+        rows.append(("migrate runs in all of the above", f"{backend.migrations()} (1 expected)"))
+    finally:
+        stack.compose("--profile", "test", "down", "--volumes", "--timeout", "5")
+        if backend is not None:
+            shutil.rmtree(backend.folder, ignore_errors=True)
+    print(f"\n{machine()}\n")
+    print("| measure | value |\n|---|---|")
+    for name, value in rows:
+        print(f"| {name} | {value} |")
+
+
+if __name__ == "__main__":
+    main()

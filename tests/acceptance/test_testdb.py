@@ -1,0 +1,350 @@
+"""The backend's test databases (devdb/testdb): the test server, the plugin, examples/backend.
+
+Everything real: the repository's compose file under a throwaway project, the test server it
+defines, examples/backend's Alembic migrations and its pytest suite run with pytest-xdist in a
+new process, as a backend developer runs it. A developer's database (the stack's own
+`postgres`) holds a marker row that must survive every test here.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from devdb.settings import load_settings
+from tests.acceptance.stack import ROOT, Stack, connect_local, run
+from tests.acceptance.waiting import wait_until
+
+EXAMPLE = ROOT / "examples" / "backend"
+MARKER = "the developer's row"
+NEEDED = ("pytest_asyncio", "xdist", "alembic", "sqlalchemy", "asyncpg")
+RUN_TIMEOUT_SECONDS = 300
+COUNTED_MIGRATE = "sleep 1 && echo run >> migrate.log && alembic upgrade head"
+
+
+@pytest.fixture(scope="module")
+def testdb_stack(module_stack: Callable[..., Stack]) -> Iterator[Stack]:
+    """A stack whose developer database holds a marker row; checked when the module ends."""
+    missing = [name for name in NEEDED if importlib.util.find_spec(name) is None]
+    if missing:
+        pytest.fail(
+            f"{', '.join(missing)} missing from {sys.executable}: install the testdb dependency "
+            "group (nox -s acceptance does: pip install --group testdb -e .)."
+        )
+    stack = module_stack("testdb")
+    stack.up()
+    stack.query("CREATE TABLE marker (note text)")
+    stack.query("INSERT INTO marker VALUES (%s)", (MARKER,))
+    started = stack.inspect()["State"]["StartedAt"]
+    up = stack.inv("test-db-up")  # the plugin starts it too; here so that every test can look
+    assert up.returncode == 0, outcome(up)
+    yield stack
+    assert stack.query("SELECT note FROM marker") == [(MARKER,)]
+    assert stack.inspect()["State"]["StartedAt"] == started
+    assert stack.query("SELECT datname FROM pg_database WHERE starts_with(datname, 'devdb')") == []
+
+
+def example_copy(tmp_path: Path, migrate: str | None = None) -> Path:
+    """examples/backend in a folder of its own (its watched files are this test's to change)."""
+    target = tmp_path / "backend"
+    shutil.copytree(EXAMPLE, target, ignore=shutil.ignore_patterns("__pycache__", "*.log"))
+    if migrate is not None:
+        pyproject = target / "pyproject.toml"
+        text = pyproject.read_text().replace('"alembic upgrade head"', json.dumps(migrate))
+        pyproject.write_text(text)
+    return target
+
+
+def pytest_argv(*args: str) -> list[str]:
+    """`python -m pytest` as the backend runs it: the plugin from the pytest11 entry point when
+    this repository is installed, else named with -p (the acceptance run from the checkout)."""
+    installed = any(ep.name == "devdb" for ep in importlib.metadata.entry_points(group="pytest11"))
+    plugin = [] if installed else ["-p", "devdb.testdb.plugin"]
+    return [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *plugin, *args]
+
+
+def example_env(stack: Stack, **extra: str) -> dict[str, str]:
+    env = stack.env(**extra)
+    # `alembic` as the backend's own environment provides it; the checkout for `devdb`.
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env["PYTHONPATH"] = str(ROOT)
+    return env
+
+
+def run_example(
+    stack: Stack, folder: Path, *args: str, **extra: str
+) -> subprocess.CompletedProcess:
+    return run(
+        pytest_argv("-n", "2", *args), env=example_env(stack, **extra), cwd=folder,
+        timeout=RUN_TIMEOUT_SECONDS,
+    )  # fmt: skip
+
+
+def server_address(stack: Stack) -> tuple[str, int]:
+    """The test server's address, as Compose reports it."""
+    done = stack.compose("--profile", "test", "port", "postgres-test", "5432")
+    assert done.returncode == 0, done.stderr
+    host, _, port = done.stdout.strip().rpartition(":")
+    return host, int(port)
+
+
+def plugin_databases(stack: Stack) -> list[str]:
+    host, port = server_address(stack)
+    assert host == "127.0.0.1"
+    with connect_local(port, "ai_interviewer_user", "dev_password_change_in_production",
+                       "ai_interviewer_db") as conn:  # fmt: skip
+        rows = conn.execute(
+            "SELECT datname FROM pg_database WHERE datname LIKE 'devdb%' ORDER BY 1"
+        ).fetchall()
+    return [row[0] for row in rows]
+
+
+def own(names: list[str]) -> list[str]:
+    """Databases that belong to one run (tests', per-worker, builds): none may outlive it."""
+    return [n for n in names if n.startswith(("devdb_t_", "devdb_s_", "devdb_b_"))]
+
+
+def outcome(done: subprocess.CompletedProcess) -> str:
+    return f"exit {done.returncode}\n{done.stdout[-3000:]}\n{done.stderr[-2000:]}"
+
+
+# The test server in the compose file --------------------------------------------------------
+
+
+def test_plain_compose_up_starts_only_the_developers_server(new_stack: Callable[..., Stack]):
+    stack = new_stack("plainup")
+    assert stack.compose("config", "--services").stdout.split() == ["postgres"]
+    done = stack.compose("up", "--detach")
+    assert done.returncode == 0, done.stderr
+    listed = stack.compose("--profile", "test", "ps", "--all", "--format", "{{.Service}}")
+    assert listed.stdout.split() == ["postgres"]
+    # The tasks' validation (a fixed port, a volume at the data directory) still holds.
+    assert load_settings(stack.env()).port == stack.port
+
+
+def test_test_server_is_throwaway_and_on_loopback(testdb_stack: Stack):
+    up = testdb_stack.inv("test-db-up")
+    assert up.returncode == 0, outcome(up)
+    status = testdb_stack.inv("test-db-status", "--json")
+    assert status.returncode == 0, outcome(status)
+    shown = json.loads(status.stdout)
+    assert shown["ready"] is True
+    assert (shown["host"], shown["port"]) == server_address(testdb_stack)
+    assert "dev_password" not in status.stdout + up.stdout + up.stderr
+    container = testdb_stack.compose("--profile", "test", "ps", "-q", "postgres-test").stdout
+    inspected = json.loads(run(["docker", "inspect", container.strip()]).stdout)[0]
+    assert "/var/lib/postgresql/data" in inspected["HostConfig"]["Tmpfs"]
+    assert not [m for m in inspected["Mounts"] if m["Type"] == "volume"]
+    _, port = server_address(testdb_stack)
+    with connect_local(port, "ai_interviewer_user", "dev_password_change_in_production",
+                       "ai_interviewer_db") as conn:  # fmt: skip
+        settings = dict(conn.execute(
+            "SELECT name, setting FROM pg_settings WHERE name IN "
+            "('fsync', 'synchronous_commit', 'full_page_writes')"
+        ).fetchall())  # fmt: skip
+    assert settings == {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
+
+
+# The example backend under the plugin ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["auto", "strict"])
+def test_example_suite_passes_under_xdist(testdb_stack: Stack, tmp_path: Path, mode: str):
+    """examples/backend: all three fixtures; every test commits a row and sees only its own."""
+    folder = example_copy(tmp_path)
+    done = run_example(testdb_stack, folder, "-o", f"asyncio_mode={mode}")
+    assert done.returncode == 0, outcome(done)
+    assert "26 passed" in done.stdout
+    left = plugin_databases(testdb_stack)
+    assert own(left) == []
+    # What stays for the next run: the template and a full warm pool (pool = 4), nothing else.
+    templates = [n for n in left if n.startswith("devdb_tpl_")]
+    assert len(templates) == 1
+    key = templates[0].removeprefix("devdb_tpl_")
+    assert sorted(left) == sorted(
+        [*templates, *[n for n in left if n.startswith(f"devdb_pool_{key}_")]]
+    )
+    assert len(left) == 1 + 4
+
+
+def test_databases_with_open_connections_are_dropped_too(testdb_stack: Stack, tmp_path: Path):
+    folder = example_copy(tmp_path)
+    (folder / "tests" / "test_leaks.py").write_text(
+        "import psycopg\n\nLEAKED = []\n\n\n"
+        "def test_leaks(devdb_database):\n    LEAKED.append(psycopg.connect(devdb_database.dsn))\n\n\n"
+        "def test_leaks_in_a_transaction(devdb_database):\n"
+        "    LEAKED.append(psycopg.connect(devdb_database.dsn))\n"
+        "    LEAKED[-1].execute('SELECT count(*) FROM candidates')\n"
+    )
+    done = run_example(testdb_stack, folder, "tests/test_leaks.py")
+    assert done.returncode == 0, outcome(done)
+    assert own(plugin_databases(testdb_stack)) == []
+
+
+def test_template_is_built_once_and_rebuilt_only_when_a_watched_file_changes(
+    testdb_stack: Stack, tmp_path: Path
+):
+    """Two workers start at once on a new key (migrate takes over a second): one build."""
+    folder = example_copy(tmp_path, migrate=COUNTED_MIGRATE)
+    log = folder / "migrate.log"
+
+    def runs() -> int:
+        return len(log.read_text().splitlines()) if log.exists() else 0
+
+    first = run_example(testdb_stack, folder)
+    assert first.returncode == 0, outcome(first)
+    assert runs() == 1
+    again = run_example(testdb_stack, folder)
+    assert again.returncode == 0, outcome(again)
+    assert runs() == 1  # unchanged: the template is reused
+    models = folder / "app" / "models.py"
+    os.utime(models)  # a newer time, the same content: not a change of the schema
+    assert run_example(testdb_stack, folder).returncode == 0
+    assert runs() == 1
+    models.write_text(models.read_text() + "\n# a change of a watched file\n")
+    changed = run_example(testdb_stack, folder)
+    assert changed.returncode == 0, outcome(changed)
+    assert runs() == 2
+    templates = [n for n in plugin_databases(testdb_stack) if n.startswith("devdb_tpl_")]
+    assert len(templates) == 1  # the old key's template was dropped
+    assert run_example(testdb_stack, folder).returncode == 0
+    assert runs() == 2
+
+
+@pytest.mark.slow
+def test_a_key_change_while_another_run_uses_the_old_template(testdb_stack: Stack, tmp_path: Path):
+    """Run A holds the old template; run B (a changed model) builds a new one and passes; A's
+    next clone still works; the old template goes with the first run after A ended."""
+    old = example_copy(tmp_path / "old")
+    go = tmp_path / "go"
+    (old / "tests" / "test_waits.py").write_text(
+        "import os, time\n\n\n"
+        "def test_waits(devdb_database):\n"
+        f"    deadline = time.monotonic() + 120\n"
+        f"    while not os.path.exists({str(go)!r}) and time.monotonic() < deadline:\n"
+        "        time.sleep(0.1)\n\n\n"
+        "def test_after(devdb_database):\n    assert devdb_database.name\n"
+    )
+    run_a = subprocess.Popen(
+        pytest_argv("-p", "no:xdist", "tests/test_waits.py"), env=example_env(testdb_stack),
+        cwd=old, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        wait_until(
+            lambda: [n for n in plugin_databases(testdb_stack) if n.startswith("devdb_t_")],
+            bool, what="run A's database", timeout=120,
+        )  # fmt: skip
+        old_templates = {n for n in plugin_databases(testdb_stack) if n.startswith("devdb_tpl_")}
+        new = example_copy(tmp_path / "new")
+        models = new / "app" / "models.py"
+        models.write_text(models.read_text() + "\n# the schema moved on\n")
+        done = run_example(testdb_stack, new, "-k", "urls or migrated")
+        assert done.returncode == 0, outcome(done)
+        assert old_templates <= set(plugin_databases(testdb_stack))  # A still uses its own
+    finally:
+        go.touch()
+        output, _ = run_a.communicate(timeout=RUN_TIMEOUT_SECONDS)
+    assert run_a.returncode == 0, output
+    again = run_example(testdb_stack, new, "-k", "urls")
+    assert again.returncode == 0, outcome(again)
+    templates = [n for n in plugin_databases(testdb_stack) if n.startswith("devdb_tpl_")]
+    assert len(templates) == 1
+    assert templates[0] not in old_templates  # the new key's; the old one went once unused
+
+
+@pytest.mark.parametrize("first", ["migrated", "session_rollback"])  # devdb_database, devdb_session
+def test_failing_migrate_stops_the_run_with_its_exit_code(
+    testdb_stack: Stack, tmp_path: Path, first: str
+):
+    folder = example_copy(tmp_path, migrate="echo the-last-words-of-migrate; exit 7")
+    before = plugin_databases(testdb_stack)
+    started = time.monotonic()
+    done = run_example(testdb_stack, folder, "-k", first)
+    assert done.returncode == 7, outcome(done)
+    assert time.monotonic() - started < 60
+    assert "the-last-words-of-migrate" in done.stdout
+    assert "Traceback" not in done.stdout + done.stderr
+    assert "passed" not in done.stdout  # it stopped: no test ran on a missing schema
+    after = plugin_databases(testdb_stack)
+    assert [n for n in after if n not in before] == []  # no half-built template
+
+
+def test_no_docker_engine_is_an_error_naming_inv_setup(testdb_stack: Stack, tmp_path: Path):
+    folder = example_copy(tmp_path)
+    done = run(
+        pytest_argv("tests/test_example.py::test_database_urls_name_the_same_database"),
+        env=example_env(testdb_stack, DOCKER_HOST="unix:///nonexistent/docker.sock"),
+        cwd=folder,
+    )
+    assert done.returncode == 3, outcome(done)
+    assert "inv setup" in done.stdout
+    assert "skipped" not in done.stdout
+    assert "Traceback" not in done.stdout + done.stderr
+
+
+def test_keep_failed_keeps_the_database_and_prints_where(testdb_stack: Stack, tmp_path: Path):
+    folder = example_copy(tmp_path)
+    (folder / "tests" / "test_fails.py").write_text(
+        "def test_fails(devdb_database):\n    assert devdb_database.name == 'no'\n"
+    )
+    done = run_example(testdb_stack, folder, "tests/test_fails.py", "--devdb-keep-failed")
+    assert done.returncode == 1, outcome(done)
+    kept = [n for n in plugin_databases(testdb_stack) if n.startswith("devdb_kept_")]
+    assert len(kept) == 1
+    assert kept[0] in done.stdout
+    assert "dev_password" not in done.stdout
+    host, port = server_address(testdb_stack)
+    with psycopg.connect(host=host, port=port, user="ai_interviewer_user",
+                         password="dev_password_change_in_production", dbname=kept[0]) as conn:  # fmt: skip
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchone() == ("0002",)
+    with connect_local(port, "ai_interviewer_user", "dev_password_change_in_production",
+                       "ai_interviewer_db") as conn:  # fmt: skip
+        conn.execute(f'DROP DATABASE "{kept[0]}"')
+
+
+@pytest.mark.slow
+def test_next_run_drops_what_a_killed_run_left(testdb_stack: Stack, tmp_path: Path):
+    folder = example_copy(tmp_path)
+    (folder / "tests" / "test_hangs.py").write_text(
+        "import time\n\n"
+        "def test_hangs(devdb_database):\n    time.sleep(120)\n\n"
+        "def test_hangs_too(devdb_database):\n    time.sleep(120)\n"
+    )
+    process = subprocess.Popen(
+        pytest_argv("-n", "2", "tests/test_hangs.py"), env=example_env(testdb_stack),
+        cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        wait_until(
+            lambda: len([n for n in plugin_databases(testdb_stack) if n.startswith("devdb_t_")]),
+            lambda found: found >= 2, what="both hanging tests' databases", timeout=120,
+        )  # fmt: skip
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)  # pytest and its workers, as kill -9 does
+        process.wait()
+    assert own(plugin_databases(testdb_stack)) != []  # left behind, for now
+    (folder / "tests" / "test_hangs.py").unlink()
+    done = run_example(testdb_stack, folder, "-k", "urls")
+    assert done.returncode == 0, outcome(done)
+    assert own(plugin_databases(testdb_stack)) == []
+
+
+def test_test_db_down_removes_the_test_server_only(testdb_stack: Stack):
+    done = testdb_stack.inv("test-db-down")
+    assert done.returncode == 0, outcome(done)
+    status = testdb_stack.inv("test-db-status")
+    assert status.returncode == 5
+    assert testdb_stack.query("SELECT note FROM marker") == [(MARKER,)]

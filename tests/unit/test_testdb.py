@@ -1,0 +1,145 @@
+"""The test-database plugin's pure rules: configuration, names, the template key, migrate."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from devdb.errors import ConfigError
+from devdb.testdb import config, key, migrate, names
+from devdb.testdb.database import TestDatabase
+
+
+def write_pyproject(tmp_path: Path, section: str) -> Path:
+    path = tmp_path / "pyproject.toml"
+    path.write_text(f"[project]\nname = 'x'\n\n[tool.devdb.test]\n{section}\n")
+    return path
+
+
+def test_config_defaults_without_a_section(tmp_path: Path):
+    path = tmp_path / "pyproject.toml"
+    path.write_text("[project]\nname = 'x'\n")
+    loaded = config.load(path)
+    assert (loaded.migrate, loaded.watch, loaded.pool) == ("", (), config.DEFAULT_POOL)
+    assert loaded.root == tmp_path
+
+
+def test_config_reads_the_section(tmp_path: Path):
+    loaded = config.load(
+        write_pyproject(
+            tmp_path, 'migrate = "alembic upgrade head"\nwatch = ["a/**/*.py"]\npool = 0'
+        )
+    )
+    assert (loaded.migrate, loaded.watch, loaded.pool) == (
+        "alembic upgrade head",
+        ("a/**/*.py",),
+        0,
+    )
+
+
+@pytest.mark.parametrize(
+    ("section", "named"),
+    [
+        ("migrate = 3", "migrate"),
+        ('watch = [""]', "watch"),
+        ('watch = ["../outside/*.py"]', "relative"),
+        ("pool = -1", "pool"),
+        ("pool = true", "pool"),
+        ("migrate_timeout = 0", "migrate_timeout"),
+        ("migrte = 'typo'", "migrte"),
+    ],
+)
+def test_config_refuses_bad_values_naming_the_key(tmp_path: Path, section: str, named: str):
+    with pytest.raises(ConfigError, match=named):
+        config.load(write_pyproject(tmp_path, section))
+
+
+def test_config_refuses_a_file_that_is_not_toml(tmp_path: Path):
+    path = tmp_path / "pyproject.toml"
+    path.write_text("[tool.devdb.test\n")
+    with pytest.raises(ConfigError, match="TOML"):
+        config.load(path)
+
+
+def test_owner_is_read_back_from_every_owned_name():
+    owner = names.owner_tag("0a1b2c3d", "gw12")
+    assert owner == "0a1b2c3d_gw12"
+    for name in (names.clone(owner, 31), names.build(owner, "f" * 16), names.session(owner)):
+        assert names.owner_of(name) == owner
+        assert len(name.encode()) <= 63
+    assert names.owner_tag("0a1b2c3d", None) == "0a1b2c3d_main"
+
+
+def test_shared_databases_have_no_owner_but_a_key():
+    member = names.pool_member("0123456789abcdef")
+    assert names.owner_of(member) is None
+    assert names.owner_of(names.template("0123456789abcdef")) is None
+    assert names.key_of(member) == names.key_of(names.template("0123456789abcdef"))
+    assert names.owner_of(names.kept(names.clone("0a1b2c3d_gw0", 1))) is None
+    assert names.owner_of("ai_interviewer_db") is None
+
+
+def test_key_follows_contents_not_times(tmp_path: Path):
+    (tmp_path / "m").mkdir()
+    model = tmp_path / "m" / "models.py"
+    model.write_text("x = 1\n")
+    (tmp_path / "m" / "__pycache__").mkdir()
+    (tmp_path / "m" / "__pycache__" / "models.py").write_text("cache")
+    first = key.template_key(tmp_path, ["m/**/*.py"], "migrate", 15)
+    time.sleep(0.01)
+    model.write_text("x = 1\n")
+    assert key.template_key(tmp_path, ["m/**/*.py"], "migrate", 15) == first
+    (tmp_path / "m" / "__pycache__" / "models.py").write_text("other cache")
+    assert key.template_key(tmp_path, ["m/**/*.py"], "migrate", 15) == first
+    model.write_text("x = 2\n")
+    changed = key.template_key(tmp_path, ["m/**/*.py"], "migrate", 15)
+    assert changed != first
+    assert key.template_key(tmp_path, ["m/**/*.py"], "other migrate", 15) != changed
+    assert key.template_key(tmp_path, ["m/**/*.py"], "migrate", 17) != changed
+    (tmp_path / "m" / "new.py").write_text("")
+    assert key.template_key(tmp_path, ["m/**/*.py"], "migrate", 15) != changed
+
+
+def test_lock_id_is_a_signed_32_bit_number():
+    assert key.lock_id("ffffffff00000000") == -1
+    assert key.lock_id("7fffffff00000000") == 2**31 - 1
+
+
+def test_migrate_failure_carries_exit_code_and_last_lines(tmp_path: Path):
+    command = f"{sys.executable} -c \"print('\\n'.join(map(str, range(40)))); raise SystemExit(9)\""
+    with pytest.raises(migrate.MigrateFailed) as failed:
+        migrate.run(command, tmp_path, {"DB_NAME": "x"}, timeout=30)
+    assert failed.value.exit_code == 9
+    assert "39" in str(failed.value)
+    assert "\n    10\n" not in str(failed.value)  # only the last lines
+
+
+def test_migrate_gets_the_variables_and_no_stdin(tmp_path: Path):
+    migrate.run('test "$DB_NAME" = tpl && test -z "$(cat)"', tmp_path, {"DB_NAME": "tpl"}, 30)
+
+
+def test_migrate_is_stopped_at_its_timeout_with_its_children(tmp_path: Path):
+    started = time.monotonic()
+    with pytest.raises(migrate.MigrateFailed, match="did not finish") as failed:
+        migrate.run("sleep 31.4159 & sleep 31.4159", tmp_path, {}, timeout=0.5)
+    assert failed.value.exit_code == 124
+    assert time.monotonic() - started < 10
+    assert (
+        "sleep 31.4159"
+        not in subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    )
+
+
+def test_database_urls_escape_and_shown_has_no_password():
+    database = TestDatabase("devdb_t_x", "127.0.0.1", 5555, "us@r", "p@ss/word:%")
+    assert (
+        database.url == "postgresql+asyncpg://us%40r:p%40ss%2Fword%3A%25@127.0.0.1:5555/devdb_t_x"
+    )
+    assert database.sync_url.startswith("postgresql+psycopg://")
+    assert database.dsn.startswith("postgresql://")
+    assert "p%40ss" not in database.shown
+    assert "p@ss" not in repr(database)
