@@ -281,7 +281,7 @@ def db_upgrade(c, image=None, rollback=False, finish=False, yes=False, terminate
 @command
 def test_db_up(c, timeout=None):  # noqa: PT028 (a task, not a test)
     """Start the test server (postgres-test, data on tmpfs) for the backend's pytest plugin."""
-    from devdb.settings import parse_timeout
+    from devdb.compose.settings import parse_timeout
     from devdb.testdb import server
 
     server.up_task(settings(), parse_timeout(timeout), console())

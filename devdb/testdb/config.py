@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from devdb.errors import ConfigError
+from devdb.base.errors import ConfigError
 
 SECTION = "[tool.devdb.test]"
 DEFAULT_POOL = 4

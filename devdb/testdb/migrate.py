@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from contextlib import suppress
 from pathlib import Path
 
-from devdb.errors import DevDbError
+from devdb.base.errors import DevDbError
 
 TAIL_LINES = 15
 

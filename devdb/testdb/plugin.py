@@ -44,7 +44,7 @@ def _worker(config: pytest.Config) -> str | None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    from devdb.errors import DevDbError
+    from devdb.base.errors import DevDbError
     from devdb.testdb import config as test_config
 
     if _worker(config) is None:  # the controller, or a run without xdist
@@ -133,7 +133,7 @@ def _attempt(action: Any) -> BaseException | None:
 
 def _fatal(request: pytest.FixtureRequest, err: BaseException) -> None:
     """End the run after this test (every xdist worker too), with the error's exit code."""
-    from devdb.errors import DevDbError, DockerUnavailable
+    from devdb.base.errors import DevDbError, DockerUnavailable
 
     message = str(err) if isinstance(err, DevDbError) else f"{type(err).__name__}: {err}"
     if isinstance(err, DockerUnavailable) and "inv setup" not in message:

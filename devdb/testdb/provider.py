@@ -34,7 +34,7 @@ class Provider:
         self.key = ""
 
     def start(self) -> None:
-        from devdb.settings import load_settings
+        from devdb.compose.settings import load_settings
 
         self.server = ensure_running(load_settings())
         self._heartbeat = self.server.connect(application_name=names.heartbeat_name(self.owner))

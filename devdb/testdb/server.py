@@ -11,9 +11,9 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from devdb.compose import Compose
-from devdb.errors import DevDbError, DockerUnavailable, NotReady
-from devdb.settings import CONTAINER_PORT, Settings
+from devdb.base.errors import DevDbError, DockerUnavailable, NotReady
+from devdb.compose.runner import Compose
+from devdb.compose.settings import CONTAINER_PORT, Settings
 
 SERVICE = "postgres-test"
 PROFILE = "test"

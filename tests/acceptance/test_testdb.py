@@ -23,7 +23,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from devdb.settings import load_settings
+from devdb.compose.settings import load_settings
 from tests.acceptance.stack import ROOT, Stack, connect_local, run
 from tests.acceptance.waiting import wait_until
 

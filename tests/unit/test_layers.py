@@ -14,7 +14,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "devdb"
 # Bottom to top: a module may import its own layer and the ones before it.
-LAYERS = ("base", "machine", "compose", "stack", "data", "edge")
+LAYERS = ("base", "machine", "compose", "stack", "data", "testdb", "edge")
 MAX_MODULE_LINES = 350
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from devdb.errors import ConfigError
+from devdb.base.errors import ConfigError
 from devdb.testdb import config, key, migrate, names
 from devdb.testdb.database import TestDatabase
 
