@@ -28,7 +28,7 @@ from devdb.base.libpq import dbname_arguments
 from devdb.base.render import brief, human_size
 from devdb.compose.runner import Compose
 from devdb.compose.settings import Settings
-from devdb.data.restore import dumps
+from devdb.data.restore import dumps, streams
 
 if TYPE_CHECKING:
     from devdb.base.render import Console
@@ -64,12 +64,12 @@ def choose_format(requested: str | None, output: Path | None) -> str:
         raise ConfigError(f"--format={requested} is not a format here; use custom or plain.")
     by_name = None
     if output is not None:
-        stem = output.with_suffix("") if dumps.compression_for(output) else output
+        stem = output.with_suffix("") if streams.compression_for(output) else output
         by_name = "plain" if stem.suffix.lower() == ".sql" else None
     chosen = requested or by_name or "custom"
-    if output is not None and chosen == "custom" and dumps.compression_for(output):
+    if output is not None and chosen == "custom" and streams.compression_for(output):
         raise ConfigError(
-            f"--output={output} asks for {dumps.compression_for(output)} compression, but a custom "
+            f"--output={output} asks for {streams.compression_for(output)} compression, but a custom "
             "archive is compressed already; name it .dump, or pass --format plain."
         )
     return chosen
@@ -83,12 +83,12 @@ def backup(
     compose = Compose(settings)
     compose.require_running()
     target = _target(settings, output, chosen == "plain")
-    compression = dumps.compression_for(target) if chosen == "plain" else None
+    compression = streams.compression_for(target) if chosen == "plain" else None
     # --output names one file; a default name may move on to the next number.
     names = [target] if output is not None else _free_names(target)
     started = time.monotonic()
     with new_private_file(names) as made:
-        with dumps.compressing(made.handle, compression) as stream:
+        with streams.compressing(made.handle, compression) as stream:
             _dump_into(compose, settings, chosen, stream, direct=compression is None)
         made.handle.flush()
         _verify(made.tmp, chosen, compression)
@@ -127,7 +127,7 @@ def _dump_into(
             stdout=stream if direct else subprocess.PIPE, stderr=errors,
         )  # fmt: skip
         if not direct:
-            while chunk := process.stdout.read(dumps.CHUNK_BYTES):
+            while chunk := process.stdout.read(streams.CHUNK_BYTES):
                 stream.write(chunk)
         code = process.wait()
         errors.seek(0)
@@ -143,7 +143,7 @@ def _verify(written: Path, chosen: str, compression: str | None) -> None:
         with written.open("rb") as handle:
             whole = handle.read(len(dumps.ARCHIVE_MAGIC)) == dumps.ARCHIVE_MAGIC
     elif compression is None:
-        whole = dumps.ends_complete(dumps.file_tail(written))
+        whole = dumps.ends_complete(streams.file_tail(written))
     else:
         whole = True  # pg_dump exited 0 and the compressor closed its stream
     if not whole:
@@ -153,7 +153,7 @@ def _verify(written: Path, chosen: str, compression: str | None) -> None:
 def _free_names(path: Path) -> Iterator[Path]:
     """`path`, then the same name numbered before its suffixes (db-….dump, db-…-2.dump, …)."""
     yield path
-    parts = 2 if dumps.compression_for(path) else 1
+    parts = 2 if streams.compression_for(path) else 1
     suffix = "".join(path.suffixes[-parts:])
     base = path.name[: len(path.name) - len(suffix)]
     for number in itertools.count(2):

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from devdb.base.errors import EXIT_CONFIG, ConfigError
-from devdb.data.restore import dumps
+from devdb.data.restore import dumps, streams
 
 PLAIN = b"--\n-- PostgreSQL database dump\n--\n\n-- Dumped by pg_dump version 17.12 (Debian)\n\nSET x = 1;\nCREATE TABLE t (x int);\n"
 
@@ -147,8 +147,8 @@ def test_missing_path_and_plain_folder_are_refused(tmp_path):
 
 
 def test_zstd_without_a_tool_names_the_tool(tmp_path, monkeypatch):
-    monkeypatch.setattr(dumps.shutil, "which", lambda _: None)
-    monkeypatch.setattr(dumps, "_python_zstd", lambda: None)
+    monkeypatch.setattr(streams.shutil, "which", lambda _: None)
+    monkeypatch.setattr(streams, "_python_zstd", lambda: None)
     with pytest.raises(ConfigError, match="no zstd tool; install zstd"):
         dumps.identify(write(tmp_path, "x.zst", b"\x28\xb5\x2f\xfd" + b"\0" * 20))
 
@@ -190,15 +190,15 @@ def test_hand_written_sql_is_not_expected_to_end_like_pg_dump(tmp_path):
     ],
 )
 def test_compression_by_file_name(name, compression):
-    assert dumps.compression_for(Path(name)) == compression
+    assert streams.compression_for(Path(name)) == compression
 
 
 @pytest.mark.parametrize("compression", [None, "gzip", "xz", "bzip2"])
 def test_what_is_compressed_reads_back(tmp_path, compression):
     path = tmp_path / "out"
-    with path.open("wb") as sink, dumps.compressing(sink, compression) as stream:
+    with path.open("wb") as sink, streams.compressing(sink, compression) as stream:
         stream.write(PLAIN)
-    with dumps.uncompressed(path, compression) as stream:
+    with streams.uncompressed(path, compression) as stream:
         assert stream.read() == PLAIN
 
 
@@ -209,7 +209,7 @@ def test_a_broken_pipe_while_reading_is_not_damage(tmp_path):
     path.write_bytes(gzip.compress(PLAIN))
 
     def use_then_fail() -> None:
-        with dumps.uncompressed(path, "gzip") as stream:
+        with streams.uncompressed(path, "gzip") as stream:
             stream.read(10)
             raise BrokenPipeError
 
@@ -219,5 +219,5 @@ def test_a_broken_pipe_while_reading_is_not_damage(tmp_path):
 
 def test_a_cut_stream_is_damage_when_read(tmp_path):
     cut = write(tmp_path, "cut.gz", gzip.compress(PLAIN * 50)[:40])
-    with dumps.uncompressed(cut, "gzip") as stream, pytest.raises(dumps.DumpDamaged):
+    with streams.uncompressed(cut, "gzip") as stream, pytest.raises(streams.DumpDamaged):
         stream.read()

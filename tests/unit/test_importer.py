@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from devdb.data.restore.importer import _is_privilege_entry, pg_restore_failure
+from devdb.data.restore.loading import _is_privilege_entry
+from devdb.data.restore.verdict import pg_restore_failure
 
 PG_RESTORE_15 = """\
 pg_restore: error: could not execute query: ERROR:  function public.f() does not exist
@@ -45,7 +46,15 @@ from pathlib import Path  # noqa: E402
 import pytest  # noqa: E402
 
 from devdb.base.errors import ConfigError  # noqa: E402
-from devdb.data.restore import dumps, importer, inspection, load_errors  # noqa: E402
+from devdb.data.restore import (  # noqa: E402
+    dumps,
+    importer,
+    inspection,
+    load_errors,
+    loading,
+    plumbing,
+    verdict,
+)
 
 PLAIN = b"--\n-- PostgreSQL database dump\n--\n\nSET x = 1;\n" * 1000
 
@@ -62,8 +71,8 @@ class _ClosedReader:
         self.closed = True
 
 
-def _feed(path: Path) -> importer._Feed:
-    return importer._Feed(dumps.Dump(path, "plain", "gzip", None))
+def _feed(path: Path) -> plumbing.Feed:
+    return plumbing.Feed(dumps.Dump(path, "plain", "gzip", None))
 
 
 def test_a_reader_that_stops_early_is_not_damage(tmp_path):
@@ -130,12 +139,12 @@ def test_psql_locks_backslash_commands_from_these_releases(tmp_path, version, lo
 
 
 def test_only_the_dumps_own_restrict_lines_may_complain(tmp_path):
-    source = importer._Source(
+    source = loading.Source(
         dumps.Dump(tmp_path / "x.sql", "plain", None, None), None, "k",
         inspection.Inspection(0, [], [5], [90]),
     )  # fmt: skip
-    expected = importer._expected(source)
-    stderr = f"psql:<stdin>:5: {importer.RESTRICTED}\npsql:<stdin>:90: {importer.WRONG_KEY}\n"
+    expected = verdict.expected(source)
+    stderr = f"psql:<stdin>:5: {verdict.RESTRICTED}\npsql:<stdin>:90: {verdict.WRONG_KEY}\n"
     assert not load_errors.read(stderr, expected).fatal
-    stray = f"psql:<stdin>:40: {importer.RESTRICTED}\n"
+    stray = f"psql:<stdin>:40: {verdict.RESTRICTED}\n"
     assert load_errors.read(stderr + stray, expected).fatal[0].line == 40

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from devdb.base.errors import ConfigError
-from devdb.data.restore import archive_toc, dumps, sqlscan
+from devdb.data.restore import archive_toc, dumps, sqlscan, streams
 
 NOTHING_CHANGED = "the database is unchanged"
 # An archive's data is compressed inside it (pg_dump's default) and its indexes are only
@@ -40,7 +40,7 @@ def inspect(dump: dumps.Dump) -> Inspection:
             return _plain(dump)
         if dump.kind == "directory":
             return _directory(dump)
-        with dumps.uncompressed(dump.path, dump.compression) as stream:
+        with streams.uncompressed(dump.path, dump.compression) as stream:
             counted = _Counted(stream)
             if dump.kind == "tar":
                 toc = archive_toc.walk_tar(counted)
@@ -48,7 +48,7 @@ def inspect(dump: dumps.Dump) -> Inspection:
                 toc, reader = archive_toc.read_toc(counted)
                 _refuse_entries(dump, toc)  # before reading the data
                 archive_toc.walk_custom_data(reader, toc)
-    except dumps.DumpDamaged as exc:
+    except streams.DumpDamaged as exc:
         raise ConfigError(f"{dump.path}: {exc}; {NOTHING_CHANGED}.") from None
     except archive_toc.ArchiveUnsupported as exc:
         raise _unsupported(dump, exc) from None
@@ -61,7 +61,7 @@ def inspect(dump: dumps.Dump) -> Inspection:
 
 
 def _plain(dump: dumps.Dump) -> Inspection:
-    with dumps.uncompressed(dump.path, dump.compression) as stream:
+    with streams.uncompressed(dump.path, dump.compression) as stream:
         try:
             scan = sqlscan.scan(stream)
         except sqlscan.ScriptRefused as exc:

@@ -4,13 +4,14 @@ psql runs more than SQL: a backslash anywhere outside quotes and comments starts
 (`\\!` runs a shell command, `\\connect` switches databases, backquotes in arguments run
 programs), and the server runs `COPY ... PROGRAM`. A dump is untrusted input, so the script is
 lexed here the way psql lexes it (quotes, E'' escapes, "identifiers", $tag$ bodies, nested
-comments, the data of `COPY ... FROM stdin` up to its `\\.` line) and refused at the first such
-command. The only meta-commands let through are those pg_dump itself writes: `\\restrict KEY`
-before any statement and `\\unrestrict KEY` with the same key at the end.
+comments, the data of `COPY ... FROM stdin` up to its `\\.` line), each command is judged by
+sqlrules.py, and the script is refused at the first such command. The only meta-commands let
+through are those pg_dump itself writes: `\\restrict KEY` before any statement and
+`\\unrestrict KEY` with the same key at the end.
 
 The scan streams (constant memory) and skips COPY data with bytes.find, so its cost is a read
-of the file. It also counts the bytes a load writes and the tables the script creates, so the
-importer can check the space before and the result after.
+of the file. It also counts the bytes a load writes and (with sqlrules.py) the tables the script
+creates, so the importer can check the space before and the result after.
 """
 
 from __future__ import annotations
@@ -20,10 +21,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
+from devdb.data.restore import sqlrules
+
 CHUNK = 1024 * 1024
 STATEMENT_CAP = 64 * 1024  # the code of one statement kept for its checks (not its strings)
-TABLES_CAP = 10_000  # names of created tables kept for the check after the load
-SHOWN = 60
 SPECIAL = re.compile(rb"""[eE]'|[-/'"$\\;]""")
 QUOTE = re.compile(rb"'")
 DOUBLE_QUOTE = re.compile(rb'"')
@@ -34,33 +35,6 @@ DOLLAR = re.compile(rb"\$([A-Za-z_\x80-\xff][A-Za-z0-9_\x80-\xff]*)?\$")
 E_STRING_END = re.compile(rb"\\.|'", re.S)
 COMMENT_MARK = re.compile(rb"/\*|\*/")
 RESTRICT_LINE = re.compile(rb"\\(un)?restrict ([A-Za-z0-9]+)\r?")
-NAME = r'(?:"(?:[^"]|"")+"|[\w$]+)(?:\s*\.\s*(?:"(?:[^"]|"")+"|[\w$]+))?'
-CREATE_TABLE = re.compile(
-    rf"^create\s+(?:(?:global|local)\s+)?(?P<temp>(?:temp|temporary)\s+)?(?:unlogged\s+)?"
-    rf"table\s+(?:if\s+not\s+exists\s+)?(?P<name>{NAME})",
-    re.I,
-)
-DROP_TABLE = re.compile(
-    rf"^drop\s+table\s+(?:if\s+exists\s+)?(?P<names>{NAME}(?:\s*,\s*{NAME})*)", re.I
-)
-MOVE_TABLE = re.compile(
-    rf"^alter\s+table\s+(?:if\s+exists\s+)?(?:only\s+)?(?P<name>{NAME})\s+(?:rename\s+to|set\s+schema)\s",
-    re.I,
-)
-OTHER_DATABASES = re.compile(r"^(?:create|drop)\s+database\b", re.I)
-CLUSTER_WIDE = re.compile(
-    r"^(?:(?:create|alter|drop)\s+(?:database|role|user(?!\s+mapping)|group|tablespace)|"
-    r"alter\s+system)\b",
-    re.I,
-)
-COPY_START = re.compile(r"^copy\b", re.I)
-COPY_PROGRAM = re.compile(r"\bprogram\b", re.I)
-COPY_FILE = re.compile(r"\b(?:from|to)\s+(?:e)?'", re.I)
-COPY_FROM_STDIN = re.compile(r"\bfrom\s+stdin\b", re.I)
-STD_STRINGS = re.compile(
-    r"^set\s+(?:session\s+)?standard_conforming_strings\s*(?:=|to)\s*'?(?P<value>\w+)", re.I
-)
-PARENTHESES = re.compile(r"\([^()]*\)")
 
 
 class ScriptRefused(Exception):
@@ -266,17 +240,8 @@ class _Scanner:
         text = self.buf[self.pos : self.pos + 256].split(b"\n")[0]
         allowed = RESTRICT_LINE.fullmatch(text)
         if not (line_start and allowed and self.allowed(allowed, line)):
-            shown = text.decode("utf-8", errors="replace")[:SHOWN]
-            if re.match(r"\\(connect|c)\b", shown):
-                self.refuse(
-                    f"the psql command {shown} switches databases (a pg_dumpall dump, or "
-                    "pg_dump --create): restore a dump of one database made without --create"
-                )
-            self.refuse(
-                f"the psql command {shown} is refused: a script's backslash commands can run "
-                "programs or switch databases, and pg_dump writes none but \\restrict and "
-                "\\unrestrict"
-            )
+            shown = text.decode("utf-8", errors="replace")[: sqlrules.SHOWN]
+            self.refuse(sqlrules.meta_command_refusal(shown))
         self.pos += len(text)
 
     def allowed(self, found: re.Match[bytes], line: int) -> bool:
@@ -320,54 +285,13 @@ class _Scanner:
         if not code:
             return
         self.statements += 1
-        problem = self.check(code, too_long)
+        problem = sqlrules.refusal(code, too_long)
         if problem:
             self.refuse(problem)
-        if (
-            COPY_START.match(code)
-            and COPY_FROM_STDIN.search(PARENTHESES.sub("", code))
-            and not final
-        ):
+        self.std_strings = sqlrules.standard_strings(code, self.std_strings)
+        sqlrules.note_tables(code, self.result.tables)
+        if sqlrules.copies_from_stdin(code) and not final:
             self.copy_data()
-
-    def check(self, code: str, too_long: bool) -> str | None:
-        """Why the statement is refused, or None; notes what the statement sets or creates."""
-        if OTHER_DATABASES.match(code):
-            return (
-                "CREATE or DROP DATABASE (a pg_dumpall dump, or pg_dump --create): restore a "
-                "dump of one database made without --create"
-            )
-        if CLUSTER_WIDE.match(code):
-            return (
-                f"{code[:SHOWN]!r} changes the whole server, not one database (roles, databases, "
-                "tablespaces and server settings are not part of a database dump)"
-            )
-        if COPY_START.match(code):
-            bare = code
-            while PARENTHESES.search(bare):
-                bare = PARENTHESES.sub("", bare)
-            if too_long:
-                return "a COPY statement too long to check"
-            if COPY_PROGRAM.search(bare):
-                return "COPY ... PROGRAM runs a program on the server"
-            if COPY_FILE.search(bare):
-                return "COPY to or from a file on the server"
-        if setting := STD_STRINGS.match(code):
-            self.std_strings = setting.group("value").lower() in ("on", "true", "1", "yes")
-        self.note_tables(code)
-        return None
-
-    def note_tables(self, code: str) -> None:
-        created = CREATE_TABLE.match(code)
-        if created and not created.group("temp") and len(self.result.tables) < TABLES_CAP:
-            self.result.tables.append(re.sub(r"\s*\.\s*", ".", created.group("name")))
-        gone = [moved.group("name")] if (moved := MOVE_TABLE.match(code)) else []
-        if dropped := DROP_TABLE.match(code):
-            gone = re.split(r"\s*,\s*", dropped.group("names"))
-        for name in gone:
-            name = re.sub(r"\s*\.\s*", ".", name)
-            if name in self.result.tables:
-                self.result.tables.remove(name)
 
     def copy_data(self) -> None:
         """Skip COPY's data to its `\\.` line (psql reads the data from the next line on)."""
