@@ -36,8 +36,8 @@ if TYPE_CHECKING:
     from devdb.base.render import Console
 
 # Label names kept as first written: volumes made by earlier runs carry them.
-RUN = "devdb.data.upgrade.task-run"  # on the new volume and the helper: which run made them
-HELPER_OF = "devdb.data.upgrade.task-helper-of"  # on the helper container: the project
+RUN = "devdb.upgrade-run"  # on the new volume and the helper: which run made them
+HELPER_OF = "devdb.upgrade-helper-of"  # on the helper container: the project
 READY_TIMEOUT_SECONDS = 180
 POLL_SECONDS = 0.25
 STATUS_FILE = "/tmp/devdb-dumpall.status"  # noqa: S108 - inside the new server's container
