@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import re
 
+from devdb.data.restore import session
+
 SHOWN = 60
 TABLES_CAP = 10_000  # names of created tables kept for the check after the load
 NAME = r'(?:"(?:[^"]|"")+"|[\w$]+)(?:\s*\.\s*(?:"(?:[^"]|"")+"|[\w$]+))?'
@@ -34,13 +36,10 @@ CLUSTER_WIDE = re.compile(
     re.I,
 )
 COPY_START = re.compile(r"^copy\b", re.I)
-COPY_PROGRAM = re.compile(r"\bprogram\b", re.I)
-COPY_FILE = re.compile(r"\b(?:from|to)\s+(?:e)?'", re.I)
-COPY_FROM_STDIN = re.compile(r"\bfrom\s+stdin\b", re.I)
-STD_STRINGS = re.compile(
-    r"^set\s+(?:session\s+)?standard_conforming_strings\s*(?:=|to)\s*'?(?P<value>\w+)", re.I
+# After its parentheses go (column list, options, a query): the only forms let through.
+COPY_STDIO = re.compile(
+    rf"^copy\s+(?:binary\s+)?(?:{NAME}\s*)?(?P<way>from\s+stdin|to\s+stdout)\b", re.I
 )
-PARENTHESES = re.compile(r"\([^()]*\)")
 
 
 def refusal(code: str, too_long: bool) -> str | None:
@@ -56,23 +55,30 @@ def refusal(code: str, too_long: bool) -> str | None:
             "tablespaces and server settings are not part of a database dump)"
         )
     if COPY_START.match(code):
-        bare = code
-        while PARENTHESES.search(bare):
-            bare = PARENTHESES.sub("", bare)
-        if too_long:
+        if too_long:  # first: the statement's code is cut, and stripping it costs its length
             return "a COPY statement too long to check"
-        if COPY_PROGRAM.search(bare):
+        bare = without_parentheses(code)
+        if re.search(r"\bprogram\b", bare, re.I):
             return "COPY ... PROGRAM runs a program on the server"
-        if COPY_FILE.search(bare):
-            return "COPY to or from a file on the server"
-    return None
+        if not COPY_STDIO.match(bare):
+            return (
+                "COPY to or from a file on the server (only COPY ... FROM stdin and "
+                "COPY ... TO stdout are let through)"
+            )
+    return session.refusal(code)
 
 
-def standard_strings(code: str, current: bool) -> bool:
-    """Whether '' strings are standard (no backslash escapes) after this statement."""
-    if setting := STD_STRINGS.match(code):
-        return setting.group("value").lower() in ("on", "true", "1", "yes")
-    return current
+def without_parentheses(code: str) -> str:
+    """The code outside every (...), in one pass (nested ones too)."""
+    kept, depth = [], 0
+    for char in code:
+        if char == "(":
+            depth += 1
+        elif char == ")":
+            depth = max(0, depth - 1)
+        elif depth == 0:
+            kept.append(char)
+    return "".join(kept)
 
 
 def note_tables(code: str, tables: list[str]) -> None:
@@ -91,7 +97,10 @@ def note_tables(code: str, tables: list[str]) -> None:
 
 def copies_from_stdin(code: str) -> bool:
     """Whether psql reads the data of this statement from the lines after it."""
-    return bool(COPY_START.match(code) and COPY_FROM_STDIN.search(PARENTHESES.sub("", code)))
+    if not COPY_START.match(code):
+        return False
+    found = COPY_STDIO.match(without_parentheses(code))
+    return bool(found and found.group("way").lower().startswith("from"))
 
 
 def meta_command_refusal(shown: str) -> str:
