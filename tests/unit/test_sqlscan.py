@@ -72,6 +72,19 @@ REFUSED = {
     "a psql variable": (b"select 1;\n:LAST_ERROR_MESSAGE;\n", 2, ":LAST_ERROR_MESSAGE"),
     "a quoted psql variable": (b"select :'ERROR';\n", 1, ":'ERROR'"),
     "a psql variable as an identifier": (b'select :"USER";\n', 1, ':"USER"'),
+    # review 2g: psql reads on past a ; after the word begin in a CREATE FUNCTION
+    "a function named begin": (
+        b"CREATE FUNCTION begin() RETURNS int LANGUAGE sql AS 'SELECT 1';\n"
+        b"COPY t FROM stdin;\n\\! id\n\\.\nEND;\n",
+        2,
+        "reads on past it",
+    ),
+    "a column named case": (
+        b"CREATE OR REPLACE PROCEDURE p() LANGUAGE sql BEGIN ATOMIC SELECT t.case FROM t; END;\n"
+        b"COPY t FROM stdin;\n1\n\\.\nEND;\n",
+        2,
+        "reads on past it",
+    ),
     # review 3: COPY reads and writes nothing but psql's own streams
     "copy to a dollar-quoted file": (b"COPY (SELECT 1) TO $$/tmp/x$$;\n", 1, "file on the server"),
     "copy to a unicode file name": (b"COPY (SELECT 1) TO U&'/tmp/x';\n", 1, "file on the server"),
@@ -93,6 +106,11 @@ LET_THROUGH = {
     "E'' strings continued": b"select E'a\\''\n  'b\\'' -- x\n'c';\n",
     "user mapping": b"CREATE USER MAPPING FOR CURRENT_USER SERVER s;\n",
     "pg_dump's own lines": b"\\restrict ab1\nselect 1;\n\\unrestrict ab1\n\n--\n",
+    "pg_dump's BEGIN ATOMIC bodies": b"CREATE FUNCTION public.f() RETURNS integer\n"
+    b"    LANGUAGE sql\n    BEGIN ATOMIC\n SELECT CASE WHEN true THEN 1 ELSE 2 END AS x;\n"
+    b" SELECT (CASE WHEN true THEN 1 END);\n INSERT INTO t VALUES (1);\nEND;\n"
+    b"COPY t (a) FROM stdin;\n\\!x\n\\.\nCREATE FUNCTION begin_x() RETURNS int AS $$ begin $$;\n"
+    b"COPY t (a) FROM stdin;\n\\!x\n\\.\n",
 }
 
 

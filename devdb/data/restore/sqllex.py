@@ -137,7 +137,7 @@ class Lexer:
         """A '' string: standard (standard_conforming_strings is on, session.py refuses any
         change), or E'' with backslash escapes; an e after a word (nam'e, 1e'x') is its end."""
         if prefix and not escapes:
-            self.add_code(self.buf[self.pos : self.pos + 1])
+            self.code_piece(self.buf[self.pos : self.pos + 1])
         self.pos += prefix + 1
         self.ahead(66)  # a short string is held whole, so kept() keeps it whatever the chunks
         start = self.offset + self.pos
@@ -155,6 +155,7 @@ class Lexer:
                 self.pos += 1
             elif not (escapes and self.continued()):
                 break
+        self.word = None
         self.add_code(b"'" + self.kept(start, found.start(), 64) + b"'")
 
     def check_escape(self, at: int) -> None:
@@ -203,7 +204,7 @@ class Lexer:
                 self.refuse("a $ directly after a number or a $n parameter")
             self.pos += 1
             self.word = word
-            self.add_code(b"$")
+            self.code_piece(b"$")
             return
         self.ahead()
         found = DOLLAR.match(self.buf, self.pos)
@@ -212,8 +213,7 @@ class Lexer:
                         self.buf[self.pos :]):  # fmt: skip
                 self.refuse(f"a dollar-quote tag longer than {TAG_LIMIT} bytes")
             self.pos += 1
-            self.word = b"$"  # $1, or a lone $
-            self.add_code(b"$")
+            self.code_piece(b"$")  # $1, or a lone $
             return
         tag, self.pos = found.group(0), found.end()
         end = self.find(tag)

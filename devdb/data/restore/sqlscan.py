@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
-from devdb.data.restore import sqlrules
+from devdb.data.restore import sqlblocks, sqlrules
 from devdb.data.restore.sqllex import NEWLINE, WORD_BYTES, Lexer, ScriptRefused
 
 __all__ = ["Scan", "ScriptRefused", "scan"]
@@ -26,6 +26,10 @@ __all__ = ["Scan", "ScriptRefused", "scan"]
 STATEMENT_CAP = 64 * 1024  # the code of one statement kept for its checks (not its strings)
 SPECIAL = re.compile(rb"""[eE]'|[-/'"$\\;:]""")
 COPY_END = re.compile(rb"\n\\\.(?:\r?\n|\r?\Z)")
+MERGED_COPY = (
+    "COPY ... FROM stdin inside a CREATE FUNCTION that psql reads on past it (a word BEGIN, "
+    "CASE or END outside its body)"
+)
 RESTRICT_LINE = re.compile(rb"\\(un)?restrict ([A-Za-z0-9]+)\r?")
 
 
@@ -43,7 +47,7 @@ class _Scanner(Lexer):
         super().__init__(stream)
         self.code: list[str] = []  # the current statement's code, strings shortened
         self.code_size = 0
-        self.depth = 0  # parentheses: psql ends a statement at ; only outside them
+        self.blocks = sqlblocks.Blocks()  # psql ends a statement at ; outside (...) and BEGIN
         self.statements = 0
         self.restrict_key: bytes | None = None
         self.unrestricted = False
@@ -82,9 +86,10 @@ class _Scanner(Lexer):
             self.meta_command()
         elif mark == b":":
             self.colon()
-        elif mark == b";" and self.depth == 0:
+        elif mark == b";" and self.blocks.parens == 0:
+            self.blocks.flush()
             self.pos += 1
-            self.end_statement()
+            self.end_statement(merged=self.blocks.depth > 0)
         else:
             self.code_piece(mark)
             self.pos += 1
@@ -115,18 +120,22 @@ class _Scanner(Lexer):
     # Statements ------------------------------------------------------------------------------
 
     def code_piece(self, piece: bytes) -> None:
-        """Code outside quotes and comments: its parentheses counted, as psql counts them."""
+        """Code outside quotes and comments: its words and parentheses counted as psql does."""
         if piece:
             rest = piece.rstrip(WORD_BYTES)
             if len(rest) < len(piece) and (rest or self.word is None):
                 self.word = piece[len(rest) : len(rest) + 1]
             elif len(rest) == len(piece):
                 self.word = None
-        if b"(" in piece or b")" in piece:
-            self.depth = max(0, self.depth + piece.count(b"(") - piece.count(b")"))
-        self.add_code(piece)
+        self.blocks.code(piece)
+        self.keep(piece)
 
     def add_code(self, piece: bytes) -> None:
+        """A string, a name in quotes, a comment's space: no word goes on over it."""
+        self.blocks.flush()
+        self.keep(piece)
+
+    def keep(self, piece: bytes) -> None:
         if not piece or self.code_size > STATEMENT_CAP:
             return
         text = piece.decode("utf-8", errors="replace")
@@ -140,7 +149,12 @@ class _Scanner(Lexer):
         self.code.append(text)
         self.code_size += len(piece)
 
-    def end_statement(self, final: bool = False) -> None:
+    def end_statement(self, final: bool = False, merged: bool = False) -> None:
+        """Judge the server's statement; `merged`: psql sends it with the next ones (the words
+        BEGIN/CASE/END in a CREATE FUNCTION, see sqlblocks.py), so each is judged here, and a
+        COPY ... FROM stdin there would read its data after all of them: refused."""
+        if not merged:
+            self.blocks.end()
         code = " ".join("".join(self.code).split())
         too_long = self.code_size > STATEMENT_CAP
         self.code, self.code_size = [], 0
@@ -151,6 +165,8 @@ class _Scanner(Lexer):
         if problem:
             self.refuse(problem)
         sqlrules.note_tables(code, self.result.tables)
+        if merged and sqlrules.copies_from_stdin(code):
+            self.refuse(MERGED_COPY)
         if sqlrules.copies_from_stdin(code) and not final:
             self.copy_data()
 
