@@ -176,3 +176,13 @@ def test_copy_data_is_skipped_fast_and_whole():
     data = b"COPY t (a) FROM stdin;\n" + b"1\tsome text\t\\N\n" * 500_000 + b"\\.\nselect 1;\n"
     result = scan(data)
     assert result.size == len(data)
+
+
+def test_the_tables_left_behind_are_named_with_the_schema_in_force():
+    """review 11: after SET search_path = app, CREATE TABLE users makes app.users"""
+    data = b"CREATE SCHEMA app;\nSET search_path = app, public;\nCREATE TABLE users (id int);\n"
+    data += b"CREATE TABLE public.t (a int); CREATE TABLE gone (a int); DROP TABLE gone;\n"
+    data += b"SET search_path = 'Q'; CREATE TABLE q (a int);\n"
+    data += b"SELECT pg_catalog.set_config('search_path', '', false); CREATE TABLE n (a int);\n"
+    data += b"SET search_path TO DEFAULT; CREATE TABLE d (a int);\n"
+    assert scan(data).tables == ["app.users", "public.t", '"Q".q', "d"]

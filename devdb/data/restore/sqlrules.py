@@ -29,6 +29,11 @@ MOVE_TABLE = re.compile(
     rf"^alter\s+table\s+(?:if\s+exists\s+)?(?:only\s+)?(?P<name>{NAME})\s+(?:rename\s+to|set\s+schema)\s",
     re.I,
 )
+SEARCH_PATH = re.compile(
+    r"^set\s+(?:session\s+)?(?P<local>local\s+)?search_path\s*(?:=|to)\s*"
+    r"(?P<first>'[^']*'|\"(?:[^\"]|\"\")+\"|[\w$]+)",
+    re.I,
+)
 OTHER_DATABASES = re.compile(r"^(?:create|drop)\s+database\b", re.I)
 CLUSTER_WIDE = re.compile(
     r"^(?:(?:create|alter|drop)\s+(?:database|role|user(?!\s+mapping)|group|tablespace)|"
@@ -81,18 +86,49 @@ def without_parentheses(code: str) -> str:
     return "".join(kept)
 
 
-def note_tables(code: str, tables: list[str]) -> None:
-    """Keep `tables` (the tables the script creates) up to date with this statement."""
+def note_tables(code: str, tables: list[str], path: str | None = None) -> None:
+    """Keep `tables` (the tables the script creates) up to date with this statement; `path`
+    is the schema a name without one goes to (search_path_after)."""
     created = CREATE_TABLE.match(code)
     if created and not created.group("temp") and len(tables) < TABLES_CAP:
-        tables.append(re.sub(r"\s*\.\s*", ".", created.group("name")))
+        name = _qualified(created.group("name"), path)
+        if name:
+            tables.append(name)
     gone = [moved.group("name")] if (moved := MOVE_TABLE.match(code)) else []
     if dropped := DROP_TABLE.match(code):
         gone = re.split(r"\s*,\s*", dropped.group("names"))
-    for name in gone:
-        name = re.sub(r"\s*\.\s*", ".", name)
+    for written in gone:
+        name = _qualified(written, path)
         if name in tables:
             tables.remove(name)
+
+
+def _qualified(name: str, path: str | None) -> str | None:
+    """schema.name as the table is found after the load: a name without a schema goes to
+    the script's search_path (None: the default one, as the check after the load uses;
+    "": one not known here, so the name is not checked)."""
+    name = re.sub(r"\s*\.\s*", ".", name)
+    if re.fullmatch(NAME, name) and "." in re.sub(r'"(?:[^"]|"")*"', "", name):
+        return name
+    if path is None:
+        return name
+    return f"{path}.{name}" if path else None
+
+
+def search_path_after(code: str, path: str | None) -> str | None:
+    """The schema a table without one is created in after this statement (see _qualified)."""
+    if re.match(r"^reset\s+(?:search_path|all)$", code, re.I):
+        return None
+    if setting := SEARCH_PATH.match(code):
+        first = setting.group("first")
+        if setting.group("local") or first.startswith('"$user"') or first.lower() == "default":
+            return "" if setting.group("local") else None
+        if first.startswith("'"):
+            return '"' + first.strip("'").replace('"', '""') + '"'
+        return first
+    if re.search(r"search_path", code, re.I):
+        return ""  # set_config('search_path', ...): not followed here
+    return path
 
 
 def copies_from_stdin(code: str) -> bool:

@@ -49,6 +49,7 @@ class _Scanner(Lexer):
         self.code_size = 0
         self.blocks = sqlblocks.Blocks()  # psql ends a statement at ; outside (...) and BEGIN
         self.statements = 0
+        self.search_path: str | None = None  # see sqlrules.search_path_after
         self.restrict_key: bytes | None = None
         self.unrestricted = False
         self.result = Scan()
@@ -164,7 +165,8 @@ class _Scanner(Lexer):
         problem = sqlrules.refusal(code, too_long)
         if problem:
             self.refuse(problem)
-        sqlrules.note_tables(code, self.result.tables)
+        sqlrules.note_tables(code, self.result.tables, self.search_path)
+        self.search_path = sqlrules.search_path_after(code, self.search_path)
         if merged and sqlrules.copies_from_stdin(code):
             self.refuse(MERGED_COPY)
         if sqlrules.copies_from_stdin(code) and not final:
