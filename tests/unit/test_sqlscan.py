@@ -85,6 +85,22 @@ REFUSED = {
         2,
         "reads on past it",
     ),
+    # review 2a: psql reads COPY data as SQL when the COPY fails (no such table, a bad row)
+    "SQL in the data of a COPY that fails": (
+        b"COPY no_such_table FROM stdin;\nCOPY (SELECT 1) TO PROGRAM 'id';\n\\.\n",
+        2,
+        "if the COPY failed: COPY ... PROGRAM",
+    ),
+    "a variable in COPY data": (
+        b"select 1;\nCOPY t FROM stdin;\n1\n2\t:LAST_ERROR_MESSAGE\n\\.\n",
+        4,
+        "if the COPY failed: the psql variable",
+    ),
+    "a second block after a quote left open": (
+        b"COPY t FROM stdin;\nO'Brien\n\\.\nCOPY u FROM stdin;\nx\n;DROP ROLE x;\n\\.\n",
+        6,
+        "whole server",
+    ),
     # review 3: COPY reads and writes nothing but psql's own streams
     "copy to a dollar-quoted file": (b"COPY (SELECT 1) TO $$/tmp/x$$;\n", 1, "file on the server"),
     "copy to a unicode file name": (b"COPY (SELECT 1) TO U&'/tmp/x';\n", 1, "file on the server"),
@@ -111,6 +127,8 @@ LET_THROUGH = {
     b" SELECT (CASE WHEN true THEN 1 END);\n INSERT INTO t VALUES (1);\nEND;\n"
     b"COPY t (a) FROM stdin;\n\\!x\n\\.\nCREATE FUNCTION begin_x() RETURNS int AS $$ begin $$;\n"
     b"COPY t (a) FROM stdin;\n\\!x\n\\.\n",
+    "COPY data that is no SQL": b"COPY t FROM stdin;\ncopy of the user's text\t1\n"
+    b'{"A":"B"}\t2024-01-01 10:00:00\t\\N\tO\'Brien; DROP\n\\.\n',
 }
 
 

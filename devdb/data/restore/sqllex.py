@@ -200,8 +200,8 @@ class Lexer:
         """A $ goes on an identifier (a$b); after a number or $n psql would start a dollar
         quote where the server sees one word, so that is refused; else $tag$ or $n."""
         if word is not None:
-            if not IDENT_START.match(word):
-                self.refuse("a $ directly after a number or a $n parameter")
+            if not IDENT_START.match(word) and DOLLAR.match(self.buf, self.pos):
+                self.refuse("a $tag$ directly after a number or a $n parameter")
             self.pos += 1
             self.word = word
             self.code_piece(b"$")
@@ -220,6 +220,10 @@ class Lexer:
         self.pos = len(self.buf) if end < 0 else end + len(tag)
         self.add_code(b"$$...$$")
 
+    def variable(self, name: bytes) -> bool:
+        """Whether psql may hold a variable of this name (its own are all upper case)."""
+        return name != name.lower() or bool(re.search(rb"[\x80-\xff]", name))
+
     def colon(self) -> None:
         """psql replaces :name, :'name' and :"name" by a variable's value (:LAST_ERROR_MESSAGE
         is set by a failed statement); `::` is a cast. Every variable psql sets is named in
@@ -233,7 +237,7 @@ class Lexer:
         quote = self.buf[self.pos + 1 : self.pos + 2]
         start = self.pos + (2 if quote in (b"'", b'"') else 1)
         name = VARIABLE.match(self.buf, start).group(0)
-        if name != name.lower() or re.search(rb"[\x80-\xff]", name):
+        if self.variable(name):
             end = start + len(name) + (start - self.pos - 1)  # and its closing quote
             shown = self.buf[self.pos : end].decode(errors="replace")
             self.refuse(f"the psql variable {shown[:SHOWN]} (psql would put its value there)")

@@ -34,6 +34,7 @@ SEARCH_PATH = re.compile(
     r"(?P<first>'[^']*'|\"(?:[^\"]|\"\")+\"|[\w$]+)",
     re.I,
 )
+COPY_FILE = re.compile(r"\b(?:from|to)\s+(?:e|u&)?['$]", re.I)
 OTHER_DATABASES = re.compile(r"^(?:create|drop)\s+database\b", re.I)
 CLUSTER_WIDE = re.compile(
     r"^(?:(?:create|alter|drop)\s+(?:database|role|user(?!\s+mapping)|group|tablespace)|"
@@ -47,8 +48,10 @@ COPY_STDIO = re.compile(
 )
 
 
-def refusal(code: str, too_long: bool) -> str | None:
-    """Why the statement (its code, strings shortened) is refused, or None."""
+def refusal(code: str, too_long: bool, data: bool = False) -> str | None:
+    """Why the statement (its code, strings shortened) is refused, or None. `data`: made of
+    COPY data lines read as SQL (a failed COPY), where text such as "copy of the report" is
+    common: a COPY there is refused only with PROGRAM or a quoted file name."""
     if OTHER_DATABASES.match(code):
         return (
             "CREATE or DROP DATABASE (a pg_dumpall dump, or pg_dump --create): restore a "
@@ -65,6 +68,8 @@ def refusal(code: str, too_long: bool) -> str | None:
         bare = without_parentheses(code)
         if re.search(r"\bprogram\b", bare, re.I):
             return "COPY ... PROGRAM runs a program on the server"
+        if data and not COPY_FILE.search(bare):
+            return None
         if not COPY_STDIO.match(bare):
             return (
                 "COPY to or from a file on the server (only COPY ... FROM stdin and "

@@ -14,12 +14,15 @@ of the file. It also counts the bytes a load writes and (with sqlrules.py) the t
 creates, so the importer can check the space before and the result after.
 """
 
+from __future__ import annotations
+
 import re
+import tempfile
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from devdb.data.restore import sqlblocks, sqlrules
-from devdb.data.restore.sqllex import NEWLINE, WORD_BYTES, Lexer, ScriptRefused
+from devdb.data.restore.sqllex import KEEP, NEWLINE, WORD_BYTES, Lexer, ScriptRefused
 
 __all__ = ["Scan", "ScriptRefused", "scan"]
 
@@ -30,6 +33,22 @@ MERGED_COPY = (
     "COPY ... FROM stdin inside a CREATE FUNCTION that psql reads on past it (a word BEGIN, "
     "CASE or END outside its body)"
 )
+# The variables psql 15-17 sets itself or the importer sets (-v): the ones data lines read
+# as SQL could name (a data line may well hold "A":"B"; only a set variable is replaced).
+PSQL_VARIABLES = frozenset(
+    b"AUTOCOMMIT COMP_KEYWORD_CASE DBNAME ECHO ECHO_HIDDEN ENCODING ERROR FETCH_COUNT "
+    b"HIDE_TABLEAM HIDE_TOAST_COMPRESSION HISTCONTROL HISTFILE HISTSIZE HOST IGNOREEOF "
+    b"LASTOID LAST_ERROR_MESSAGE LAST_ERROR_SQLSTATE ON_ERROR_ROLLBACK ON_ERROR_STOP PORT "
+    b"PROMPT1 PROMPT2 PROMPT3 QUIET ROW_COUNT SERVER_VERSION_NAME SERVER_VERSION_NUM "
+    b"SHELL_ERROR SHELL_EXIT_CODE SHOW_ALL_RESULTS SHOW_CONTEXT SINGLELINE SINGLESTEP "
+    b"SQLSTATE USER VERBOSITY VERSION VERSION_NAME VERSION_NUM WATCH_INTERVAL".split()
+)
+# What a statement the rules refuse must hold (lower case), and a psql variable's use.
+TRIGGERS = (b"copy", b"create", b"alter", b"drop", b"reset", b"discard", b"set_config",
+            b"pg_settings", b"standard_conforming_strings", b"client_encoding")  # fmt: skip
+VARIABLE_USE = re.compile(rb":['\"]?(?:" + b"|".join(sorted(PSQL_VARIABLES)) + rb")")
+TRIGGER_SPAN = 40
+SPOOL_MEMORY = 64 * 1024 * 1024  # a longer COPY block waits in a temporary file
 RESTRICT_LINE = re.compile(rb"\\(un)?restrict ([A-Za-z0-9]+)\r?")
 
 
@@ -49,6 +68,7 @@ class _Scanner(Lexer):
         self.code_size = 0
         self.blocks = sqlblocks.Blocks()  # psql ends a statement at ; outside (...) and BEGIN
         self.statements = 0
+        self.data = False  # see _FailedCopy
         self.search_path: str | None = None  # see sqlrules.search_path_after
         self.restrict_key: bytes | None = None
         self.unrestricted = False
@@ -162,7 +182,7 @@ class _Scanner(Lexer):
         if not code:
             return
         self.statements += 1
-        problem = sqlrules.refusal(code, too_long)
+        problem = sqlrules.refusal(code, too_long, data=self.data)
         if problem:
             self.refuse(problem)
         sqlrules.note_tables(code, self.result.tables, self.search_path)
@@ -179,8 +199,97 @@ class _Scanner(Lexer):
         if rest.strip():
             self.refuse("text after COPY ... FROM stdin on the same line")
         self.pos += len(rest)  # the newline before the first data line
-        found = self.search(COPY_END, lookahead=1)
-        self.pos = len(self.buf) if found is None else found.end()
+        copy_line = self.line()
+        with tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY) as spool:
+            if not _spooled(_Block(self), spool):
+                return
+            spool.seek(0)
+            self.failed_copy(spool, copy_line)
+
+    def failed_copy(self, data: BinaryIO, copy_line: int) -> None:
+        try:
+            _FailedCopy(data).run()
+        except ScriptRefused as refused:
+            raise ScriptRefused(
+                copy_line + refused.line - 1,
+                f"COPY data that psql would run as SQL if the COPY failed: {refused.what}",
+            ) from None
+
+
+def _spooled(block: _Block, spool: BinaryIO) -> bool:
+    """Copy the block to `spool`; whether its data names anything the rules look for (read as
+    SQL it could make no refused statement otherwise, and lexing it costs a hundred times
+    more than this search)."""
+    found, carry = False, b""
+    while chunk := block.read():
+        spool.write(chunk)
+        if not found:
+            found = _names_anything(carry + chunk)
+            carry = chunk[-TRIGGER_SPAN:]
+    return found
+
+
+def _names_anything(text: bytes) -> bool:
+    lower = text.lower()  # bytes.find runs at memory speed, a regex of many words does not
+    if any(word in lower for word in TRIGGERS):
+        return True
+    return any(name in text for name in PSQL_VARIABLES) and bool(VARIABLE_USE.search(text))
+
+
+class _Block:
+    """The data of one COPY ... FROM stdin, read from the scanner's stream up to its `\\.`
+    line (kept back), as a stream; the scanner's position moves past that line."""
+
+    def __init__(self, scanner: _Scanner) -> None:
+        self.scanner, self.done = scanner, False
+
+    def read(self, _size: int = -1) -> bytes:
+        outer = self.scanner
+        while not self.done:
+            found = COPY_END.search(outer.buf, outer.pos)
+            if found and (found.end() + 1 <= len(outer.buf) or outer.eof):
+                self.done = True
+                return self.take(found.start() + 1, found.end())
+            keep = found.start() if found else max(outer.pos, len(outer.buf) - KEEP)
+            if keep > outer.pos:
+                return self.take(keep, keep)
+            if not outer.more():
+                self.done = True
+                return self.take(len(outer.buf), len(outer.buf))
+        return b""
+
+    def take(self, end: int, after: int) -> bytes:
+        data = self.scanner.buf[self.scanner.pos : end]
+        self.scanner.pos = after
+        return data
+
+
+class _FailedCopy(_Scanner):
+    """A COPY's data lines as psql reads them after the COPY failed (a missing table, a bad
+    row): as SQL, each statement judged by the same rules. psql runs the load in \\restrict
+    mode, so a backslash command there (\\N, the closing \\.) is refused by psql itself and
+    the rest of its line dropped; a :name is replaced only when psql holds the variable.
+    Each block is read from a clean start: one pass with every COPY failed would not do, as
+    a quote left open by one block's data would hide the next block from that pass while a
+    load where only the next COPY failed runs it. What such an open quote does to the SQL
+    after the block (when the COPY fails) is not followed: the rules catch a statement made
+    inside the data, or begun there (judged at the block's end)."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        super().__init__(stream)
+        self.data = True
+
+    def meta_command(self) -> None:
+        end = self.find(b"\n")
+        self.pos = len(self.buf) if end < 0 else end
+
+    def copy_data(self) -> None:
+        while self.more():  # psql would read the rest of the block as this COPY's data
+            self.pos = len(self.buf)
+        self.pos = len(self.buf)
+
+    def variable(self, name: bytes) -> bool:
+        return name.lstrip(b"'\"") in PSQL_VARIABLES
 
 
 def scan(stream: BinaryIO) -> Scan:
