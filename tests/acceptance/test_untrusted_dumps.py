@@ -191,8 +191,9 @@ LEXED_AS_PSQL_DOES = {
         "after a number",
     ),
     "2g: a function named begin": (
-        "CREATE FUNCTION begin() RETURNS int LANGUAGE sql AS 'SELECT 1';\n"
-        "COPY public.nowhere (a) FROM stdin;\n"
+        "CREATE TABLE public.lexed (a int);\n"
+        "CREATE FUNCTION public.begin() RETURNS int LANGUAGE sql AS 'SELECT 1';\n"
+        "COPY public.lexed (a) FROM stdin;\n"
         "COPY (SELECT 1) TO PROGRAM 'touch {proof}'; END;\n\\.\n",
         "reads on past it",
     ),
