@@ -170,3 +170,71 @@ def test_a_data_line_read_as_a_command_after_a_failed_copy_never_runs(stack, tmp
     assert 'relation "public.nowhere" does not exist' in done.stderr
     assert fingerprint(stack) == before
     assert not in_container(stack, proof)
+
+
+# Scripts psql 15 reads otherwise than a naive lexer would (review 2a-2h): on the old scanner
+# each one passed the check and its COPY ... PROGRAM ran on the server (2b: the \! ran but
+# psql's \restrict stopped it, the restore still went ahead). `{proof}` is the file it leaves.
+LEXED_AS_PSQL_DOES = {
+    "2a: data read as SQL after a failed COPY": (
+        "COPY public.nowhere (a) FROM stdin;\nCOPY (SELECT 1) TO PROGRAM 'touch {proof}';\n\\.\n",
+        "if the COPY failed",
+    ),
+    "2b: a comment ended by a carriage return": ("-- c\r\\! touch {proof}\n", "\\! touch"),
+    "2c: standard_conforming_strings turned off": (
+        "SELECT set_config('standard_conforming_strings', 'off', false);\n"
+        "SELECT 'x\\''; COPY (SELECT 1) TO PROGRAM 'touch {proof}'; SELECT '';\n",
+        "how psql reads",
+    ),
+    "2e: a dollar quote after a number": (
+        "SELECT 1$a$ $a$; COPY (SELECT 1) TO PROGRAM 'touch {proof}';\n",
+        "after a number",
+    ),
+    "2g: a function named begin": (
+        "CREATE TABLE public.lexed (a int);\n"
+        "CREATE FUNCTION public.begin() RETURNS int LANGUAGE sql AS 'SELECT 1';\n"
+        "COPY public.lexed (a) FROM stdin;\n"
+        "COPY (SELECT 1) TO PROGRAM 'touch {proof}'; END;\n\\.\n",
+        "reads on past it",
+    ),
+    "2h: a psql variable": (
+        "DO $$BEGIN RAISE EXCEPTION 'COPY (SELECT 1) TO PROGRAM ''touch {proof}'''; END$$;\n"
+        ":LAST_ERROR_MESSAGE;\n",
+        ":LAST_ERROR_MESSAGE",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(LEXED_AS_PSQL_DOES))
+def test_what_psql_would_run_is_refused_and_never_runs(stack, tmp_path, case):
+    proof = f"/tmp/devdb-lexed-{secrets.token_hex(4)}"
+    addition, words = LEXED_AS_PSQL_DOES[case]
+    script = tmp_path / "lexed.sql"
+    text = before_trailer(script_without_restrict(stack, tmp_path), addition.format(proof=proof))
+    script.write_bytes(text.encode())  # the \r as it is
+    before = fingerprint(stack)
+    assert_refused(stack, restore(stack, script), before, words)
+    assert not in_container(stack, proof)
+
+
+def test_a_function_with_a_begin_atomic_body_restores(stack, tmp_path):
+    """pg_dump writes SQL-standard bodies as BEGIN ATOMIC ... END with ;s inside (review 2g)."""
+    body = "BEGIN ATOMIC SELECT CASE WHEN x > 0 THEN 1 ELSE 2 END; SELECT x + 1; END"
+    with stack.connect() as conn:
+        conn.execute(f"CREATE FUNCTION public.atomic_f(x int) RETURNS int LANGUAGE sql {body}")
+        conn.commit()
+    try:
+        text = script_without_restrict(stack, tmp_path)
+        assert "BEGIN ATOMIC" in text
+        script = tmp_path / "atomic.sql"
+        script.write_text(text)
+        before = fingerprint(stack)
+        done = restore(stack, script)
+        assert done.returncode == 0, done.stderr
+        assert fingerprint(stack) == before
+        with stack.connect() as conn:
+            assert conn.execute("SELECT public.atomic_f(5)").fetchone() == (6,)
+    finally:
+        with stack.connect() as conn:
+            conn.execute("DROP FUNCTION IF EXISTS public.atomic_f(int)")
+            conn.commit()

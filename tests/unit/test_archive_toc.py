@@ -5,6 +5,7 @@ proves a decompressed archive complete."""
 from __future__ import annotations
 
 import io
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -88,3 +89,56 @@ def test_an_entry_definition_with_copy_program_is_refused():
     assert "PROGRAM" in archive_toc.refusal(read_custom(edited))
     edited = replaced_string(data, grant, grant + b"\\! id\n")
     assert "backslash" in archive_toc.refusal(read_custom(edited))
+
+
+def retarred(data: bytes, twice: str | None = None, rename: dict | None = None) -> bytes:
+    """The tar archive written again, a member added a second time after itself."""
+    out = io.BytesIO()
+    kind = tarfile.GNU_FORMAT if rename else tarfile.USTAR_FORMAT  # GNU: long names
+    with (
+        tarfile.open(fileobj=io.BytesIO(data)) as source,
+        tarfile.open(fileobj=out, mode="w", format=kind) as target,
+    ):
+        for member in source.getmembers():
+            body = source.extractfile(member).read()
+            for _ in range(2 if member.name == twice else 1):
+                info = tarfile.TarInfo((rename or {}).get(member.name, member.name))
+                info.size = len(body)
+                target.addfile(info, io.BytesIO(body))
+    return out.getvalue()
+
+
+def test_a_tar_archive_with_two_members_of_one_name_is_refused():
+    """review 4: pg_restore reads the first toc.dat, the check read the last"""
+    data = (FIXTURES / "pg15.tar").read_bytes()
+    archive_toc.walk_tar(io.BytesIO(retarred(data)))  # written again, still read
+    for name in ("toc.dat", "restore.sql"):
+        with pytest.raises(archive_toc.ArchiveInvalid, match="two members named"):
+            archive_toc.walk_tar(io.BytesIO(retarred(data, twice=name)))
+    with pytest.raises(archive_toc.ArchiveInvalid, match="not one pg_dump writes"):
+        archive_toc.walk_tar(io.BytesIO(retarred(data, rename={"restore.sql": "r" * 120})))
+
+
+class Allocating(io.BytesIO):
+    """A file's read(n) sets n bytes aside first: a huge n fails before any byte is read."""
+
+    def read(self, size: int | None = -1) -> bytes:
+        if size is not None and size > 64 * 1024 * 1024:
+            raise MemoryError
+        return super().read(size)
+
+
+def test_a_huge_string_length_is_damage_not_memory_error():
+    """review 10: a length of 4 GiB in the table of contents"""
+    data = (FIXTURES / "pg15.dump").read_bytes()
+    encoded = b"\x00" + len(COPY_A).to_bytes(4, "little") + COPY_A
+    for length in (0xFFFF_FFF0, 200 * 1024 * 1024):
+        huge = data.replace(encoded, b"\x00" + length.to_bytes(4, "little") + COPY_A)
+        with pytest.raises(archive_toc.ArchiveInvalid):
+            read_custom_from(Allocating(huge))
+
+
+def read_custom_from(stream) -> archive_toc.Toc:
+    toc, reader = archive_toc.read_toc(stream)
+    archive_toc.walk_custom_data(reader, toc)
+    return toc

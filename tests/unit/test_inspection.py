@@ -65,3 +65,34 @@ def test_a_cut_pg_dump_script_is_refused_before_the_load(tmp_path):
     path = gzipped(tmp_path, "x.sql", data[: len(data) // 2])
     with pytest.raises(ConfigError, match="cut short"):
         inspection.inspect(dumps.identify(path))
+
+
+def directory_archive(tmp_path: Path) -> tuple[Path, Path]:
+    folder = tmp_path / "d"
+    folder.mkdir()
+    with tarfile.open(FIXTURES / "pg15.tar") as archive:
+        archive.extractall(folder, filter="data")
+    (folder / "restore.sql").unlink()
+    data_file = max(folder.glob("[0-9]*.dat"), key=lambda p: p.stat().st_size)
+    return folder, data_file
+
+
+def test_a_directory_archive_with_a_cut_data_file_is_refused(tmp_path):
+    """review 13: each data file ends with pg_dump's \\. line, compressed or not"""
+    folder, data_file = directory_archive(tmp_path)
+    whole = data_file.read_bytes()
+    assert whole.rstrip(b"\n").endswith(b"\\.")
+    data_file.write_bytes(whole[: whole.rindex(b"\\.")])  # cut after a whole row
+    with pytest.raises(ConfigError, match=f"{data_file.name} ends before") as raised:
+        inspection.inspect(dumps.identify(folder))
+    assert raised.value.exit_code == EXIT_CONFIG
+    data_file.unlink()
+    packed = data_file.with_name(data_file.name + ".gz")
+    packed.write_bytes(gzip.compress(whole))
+    assert inspection.inspect(dumps.identify(folder)).tables
+    packed.write_bytes(gzip.compress(whole)[:-9])
+    with pytest.raises(ConfigError, match=r"cut|damaged|truncated|ends"):
+        inspection.inspect(dumps.identify(folder))
+    packed.rename(data_file.with_name(data_file.name + ".lz4"))
+    with pytest.raises(ConfigError, match="lz4"):
+        inspection.inspect(dumps.identify(folder))

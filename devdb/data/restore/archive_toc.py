@@ -28,6 +28,8 @@ PLAIN_COPY = re.compile(
 )
 PROGRAM = re.compile(r"\bPROGRAM\b", re.I)
 SCRIPT_KINDS = ("ACL", "DEFAULT ACL")  # what the importer passes through psql
+STRING_CAP = 1024**3  # the server's largest text value: a longer length is damage
+READ_STEP = 1024 * 1024  # a length is read in steps: memory grows only with bytes present
 
 
 class ArchiveInvalid(Exception):
@@ -78,13 +80,21 @@ class _Reader:
         self.stream, self.int_size, self.offset_size = stream, 4, 8
 
     def take(self, size: int) -> bytes:
-        data = self.stream.read(size)
-        while len(data) < size:
-            more = self.stream.read(size - len(data))
+        if size > STRING_CAP:
+            raise ArchiveInvalid(f"a length of {size} bytes is damaged")
+        parts, left = [], size
+        while left:
+            more = self.stream.read(min(left, READ_STEP))
             if not more:
                 raise ArchiveInvalid("the archive ends early")
-            data += more
-        return data
+            parts.append(more)
+            left -= len(more)
+        return b"".join(parts)
+
+    def skip(self, size: int) -> None:
+        """Read past `size` bytes, holding none of them."""
+        while size:
+            size -= len(self.take(min(size, READ_STEP)))
 
     def byte(self) -> int:
         return self.take(1)[0]
@@ -198,7 +208,7 @@ def _skip_chunks(reader: _Reader) -> None:
     while (length := reader.integer()) != 0:
         if length < 0:
             raise ArchiveInvalid("a data chunk's length is damaged")
-        reader.take(length)
+        reader.skip(length)
 
 
 def walk_tar(stream: BinaryIO) -> Toc:
@@ -208,6 +218,7 @@ def walk_tar(stream: BinaryIO) -> Toc:
     try:
         with tarfile.open(fileobj=stream, mode="r|") as archive:
             for member in archive:
+                _check_member(member, names)
                 names.append(member.name)
                 handle = archive.extractfile(member)
                 if handle is None:
@@ -228,3 +239,13 @@ def walk_tar(stream: BinaryIO) -> Toc:
     if missing := sorted(wanted - set(names)):
         raise ArchiveInvalid(f"the data member {missing[0]} is missing")
     return toc
+
+
+def _check_member(member: tarfile.TarInfo, names: list[str]) -> None:
+    """pg_restore's own tar reader takes the first member of a name and reads the plain
+    header: a second member of the same name, or a name from a pax or GNU header (which
+    Python applies and pg_restore does not), would make it read other bytes than these."""
+    if member.name in names:
+        raise ArchiveInvalid(f"it holds two members named {member.name}")
+    if member.pax_headers or len(member.name.encode()) > 99 or not member.isreg():
+        raise ArchiveInvalid(f"its member {member.name[:60]} is not one pg_dump writes")

@@ -13,6 +13,7 @@ and the check of the result after.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import BinaryIO
 
 from devdb.base.errors import ConfigError
@@ -23,6 +24,7 @@ NOTHING_CHANGED = "the database is unchanged"
 # definitions: the database it makes is commonly a few times its size.
 ARCHIVE_GROWTH = 3
 DIRECTORY_DATA_SUFFIXES = ("", ".gz", ".lz4", ".zst")
+DATA_COMPRESSION = {".gz": "gzip", ".zst": "zstd"}
 
 
 @dataclass
@@ -97,7 +99,33 @@ def _directory(dump: dumps.Dump) -> Inspection:
                 f"archive is incomplete; {NOTHING_CHANGED}."
             )
         size += sum(p.stat().st_size for p in present)
+        if present and entry.copy_stmt:
+            _check_data_file(dump, present[0])
     return Inspection(size * ARCHIVE_GROWTH, _table_names(toc))
+
+
+def _check_data_file(dump: dumps.Dump, path: Path) -> None:
+    """A table's data file ends with pg_dump's `\\.` line; a cut one would load part of the
+    rows without a word. A compressed one is read whole (a cut stream is DumpDamaged)."""
+    compression = DATA_COMPRESSION.get(path.suffix)
+    if path.suffix == ".lz4":
+        raise ConfigError(
+            f"{dump.path}: the data file {path.name} is lz4-compressed, which db-restore "
+            f"cannot check whole; dump with --compress=gzip or zstd; {NOTHING_CHANGED}."
+        )
+    if compression is None:
+        tail = streams.file_tail(path, 64)
+    else:
+        tail = b""
+        with streams.uncompressed(path, compression) as stream:
+            while chunk := stream.read(streams.CHUNK_BYTES):
+                tail = (tail + chunk)[-64:]
+    end = tail.rstrip(b"\n")
+    if not (end.endswith(b"\n\\.") or end == b"\\."):
+        raise ConfigError(
+            f"{dump.path}: the data file {path.name} ends before pg_dump's \\. line: the "
+            f"archive was cut; {NOTHING_CHANGED}."
+        )
 
 
 def _unsupported(dump: dumps.Dump, version: archive_toc.ArchiveUnsupported) -> ConfigError:

@@ -17,32 +17,39 @@ creates, so the importer can check the space before and the result after.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+import tempfile
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
-from devdb.data.restore import sqlrules
+from devdb.data.restore import sqlblocks, sqlrules
+from devdb.data.restore.sqllex import KEEP, NEWLINE, WORD_BYTES, Lexer, ScriptRefused
 
-CHUNK = 1024 * 1024
+__all__ = ["Scan", "ScriptRefused", "scan"]
+
 STATEMENT_CAP = 64 * 1024  # the code of one statement kept for its checks (not its strings)
-SPECIAL = re.compile(rb"""[eE]'|[-/'"$\\;]""")
-QUOTE = re.compile(rb"'")
-DOUBLE_QUOTE = re.compile(rb'"')
+SPECIAL = re.compile(rb"""[eE]'|[-/'"$\\;:]""")
 COPY_END = re.compile(rb"\n\\\.(?:\r?\n|\r?\Z)")
-KEEP = 8  # bytes kept at a buffer's end: a mark there may be the start of a longer one
-IDENT_BYTE = re.compile(rb"[A-Za-z0-9_\x80-\xff]")
-DOLLAR = re.compile(rb"\$([A-Za-z_\x80-\xff][A-Za-z0-9_\x80-\xff]*)?\$")
-E_STRING_END = re.compile(rb"\\.|'", re.S)
-COMMENT_MARK = re.compile(rb"/\*|\*/")
+MERGED_COPY = (
+    "COPY ... FROM stdin inside a CREATE FUNCTION that psql reads on past it (a word BEGIN, "
+    "CASE or END outside its body)"
+)
+# The variables psql 15-17 sets itself or the importer sets (-v): the ones data lines read
+# as SQL could name (a data line may well hold "A":"B"; only a set variable is replaced).
+PSQL_VARIABLES = frozenset(
+    b"AUTOCOMMIT COMP_KEYWORD_CASE DBNAME ECHO ECHO_HIDDEN ENCODING ERROR FETCH_COUNT "
+    b"HIDE_TABLEAM HIDE_TOAST_COMPRESSION HISTCONTROL HISTFILE HISTSIZE HOST IGNOREEOF "
+    b"LASTOID LAST_ERROR_MESSAGE LAST_ERROR_SQLSTATE ON_ERROR_ROLLBACK ON_ERROR_STOP PORT "
+    b"PROMPT1 PROMPT2 PROMPT3 QUIET ROW_COUNT SERVER_VERSION_NAME SERVER_VERSION_NUM "
+    b"SHELL_ERROR SHELL_EXIT_CODE SHOW_ALL_RESULTS SHOW_CONTEXT SINGLELINE SINGLESTEP "
+    b"SQLSTATE USER VERBOSITY VERSION VERSION_NAME VERSION_NUM WATCH_INTERVAL".split()
+)
+# What a statement the rules refuse must hold (lower case), and a psql variable's use.
+TRIGGERS = (b"copy", b"create", b"alter", b"drop", b"reset", b"discard", b"set_config",
+            b"pg_settings", b"standard_conforming_strings", b"client_encoding")  # fmt: skip
+VARIABLE_USE = re.compile(rb":['\"]?(?:" + b"|".join(sorted(PSQL_VARIABLES)) + rb")")
+TRIGGER_SPAN = 40
+SPOOL_MEMORY = 64 * 1024 * 1024  # a longer COPY block waits in a temporary file
 RESTRICT_LINE = re.compile(rb"\\(un)?restrict ([A-Za-z0-9]+)\r?")
-
-
-class ScriptRefused(Exception):
-    """A command in the script that could run a program or leave the target database."""
-
-    def __init__(self, line: int, what: str) -> None:
-        super().__init__(f"line {line}: {what}")
-        self.line, self.what = line, what
 
 
 @dataclass
@@ -54,78 +61,18 @@ class Scan:
     tail: bytes = b""
 
 
-class _Scanner:
+class _Scanner(Lexer):
     def __init__(self, stream: BinaryIO) -> None:
-        self.stream, self.buf, self.pos, self.line_base = stream, b"", 0, 1
-        self.offset = 0  # the absolute position of buf[0]
-        self.known = (0, 1)  # an absolute position and its line number
-        self.eof = False
+        super().__init__(stream)
         self.code: list[str] = []  # the current statement's code, strings shortened
         self.code_size = 0
-        self.depth = 0  # parentheses: psql ends a statement at ; only outside them
-        self.std_strings = True
+        self.blocks = sqlblocks.Blocks()  # psql ends a statement at ; outside (...) and BEGIN
         self.statements = 0
+        self.data = False  # see _FailedCopy
+        self.search_path: str | None = None  # see sqlrules.search_path_after
         self.restrict_key: bytes | None = None
         self.unrestricted = False
         self.result = Scan()
-
-    # Buffer ----------------------------------------------------------------------------------
-
-    def more(self) -> bool:
-        """Read the next chunk, keeping one byte before pos (psql looks back one byte)."""
-        if self.eof:
-            return False
-        chunk = self.stream.read(CHUNK)
-        if not chunk:
-            self.eof = True
-            return False
-        drop = max(0, self.pos - 1)
-        self.line_base += self.buf.count(b"\n", 0, drop)
-        self.offset += drop
-        self.buf, self.pos = self.buf[drop:] + chunk, self.pos - drop
-        self.result.size += len(chunk)
-        self.result.tail = (self.result.tail + chunk)[-4096:]
-        return True
-
-    def line(self, at: int | None = None) -> int:
-        """The line number at buffer index `at` (pos): counted on from the last answer."""
-        at = self.pos if at is None else at
-        known_at, known_line = self.known
-        first = known_at - self.offset
-        if first < 0 or first > at:
-            first, known_line = 0, self.line_base
-        line = known_line + self.buf.count(b"\n", first, at)
-        self.known = (self.offset + at, line)
-        return line
-
-    def refuse(self, what: str) -> None:
-        raise ScriptRefused(self.line(), what)
-
-    def find(self, needle: bytes) -> int:
-        """The index of needle from pos, or -1 at the end of input; what is passed over is
-        let go (pos moves), so memory stays constant."""
-        found = self.search(re.compile(re.escape(needle)), lookahead=0, tail=len(needle))
-        return -1 if found is None else found.start()
-
-    def search(
-        self, pattern: re.Pattern[bytes], lookahead: int = 1, tail: int = 0,
-        skip: Callable[[bytes], None] | None = None,
-    ) -> re.Match[bytes] | None:  # fmt: skip
-        """The next match from pos that does not touch the end of the buffer (it could grow
-        with more input), reading more as needed; None at the end of input. The bytes passed
-        over go to `skip` (the caller's code) and pos moves past them."""
-        while True:
-            found = pattern.search(self.buf, self.pos)
-            if found and (found.end() + lookahead <= len(self.buf) or self.eof):
-                return found
-            keep = found.start() if found else max(self.pos, len(self.buf) - max(KEEP, tail))
-            if skip is not None:
-                skip(self.buf[self.pos : keep])
-            self.pos = keep
-            if not self.more():
-                return pattern.search(self.buf, self.pos)
-
-    # States ----------------------------------------------------------------------------------
 
     def run(self) -> Scan:
         self.more()
@@ -139,102 +86,37 @@ class _Scanner:
             self.pos = found.start()
             self.special(found.group(0))
         self.end_statement(final=True)
+        self.result.size, self.result.tail = self.size, self.tail
         return self.result
 
     def special(self, mark: bytes) -> None:
         after = self.buf[self.pos + 1 : self.pos + 2]
+        word, self.word = self.word, None
         if mark == b"-" and after == b"-":
-            end = self.find(b"\n")
-            self.pos = len(self.buf) if end < 0 else end
+            found = self.search(NEWLINE, lookahead=0)
+            self.pos = len(self.buf) if found is None else found.start()
         elif mark == b"/" and after == b"*":
             self.block_comment()
         elif mark in (b"'", b"e'", b"E'"):
-            self.string(escapes=mark != b"'" or not self.std_strings, prefix=len(mark) - 1)
+            self.string(escapes=mark != b"'" and word is None, prefix=len(mark) - 1)
         elif mark == b'"':
             self.quoted_identifier()
         elif mark == b"$":
-            self.dollar()
+            self.dollar(word)
         elif mark == b"\\":
             self.meta_command()
-        elif mark == b";" and self.depth == 0:
+        elif mark == b":":
+            self.colon()
+        elif mark == b";" and self.blocks.parens == 0:
+            self.blocks.flush()
             self.pos += 1
-            self.end_statement()
+            self.end_statement(merged=self.blocks.depth > 0)
         else:
             self.code_piece(mark)
             self.pos += 1
 
-    def block_comment(self) -> None:
-        depth, self.pos = 1, self.pos + 2
-        while depth:
-            found = self.search(COMMENT_MARK)
-            if found is None:
-                self.pos = len(self.buf)
-                return
-            depth += 1 if found.group(0) == b"/*" else -1
-            self.pos = found.end()
-        self.add_code(b" ")
-
-    def string(self, escapes: bool, prefix: int) -> None:
-        if prefix and self.pos > 0 and IDENT_BYTE.match(self.buf, self.pos - 1):
-            self.add_code(self.buf[self.pos : self.pos + 1])  # nam'e: an identifier, a string
-            escapes = not self.std_strings
-        self.pos += prefix + 1
-        start = self.offset + self.pos
-        end_mark = E_STRING_END if escapes else QUOTE
-        while True:
-            found = self.search(end_mark, lookahead=1)
-            if found is None:
-                self.pos = len(self.buf)
-                return
-            if found.group(0) != b"'":
-                self.pos = found.end()
-                continue
-            if self.buf[found.end() : found.end() + 1] == b"'":  # '' inside the string
-                self.pos = found.end() + 1
-                continue
-            self.pos = found.end()
-            break
-        self.add_code(b"'" + self.kept(start, found.start(), 64) + b"'")
-
-    def kept(self, start: int, end: int, most: int) -> bytes:
-        """The bytes from absolute `start` to buffer index `end` when short and still held."""
-        first = start - self.offset
-        return self.buf[first:end] if first >= 0 and end - first <= most else b"..."
-
-    def quoted_identifier(self) -> None:
-        self.pos += 1
-        start = self.offset + self.pos
-        while True:
-            found = self.search(DOUBLE_QUOTE, lookahead=1)
-            if found is None:
-                self.pos = len(self.buf)
-                return
-            self.pos = found.end()
-            if self.buf[self.pos : self.pos + 1] != b'"':
-                break
-            self.pos += 1  # "" inside the identifier
-        self.add_code(b'"' + self.kept(start, found.start(), 200) + b'"')
-
-    def dollar(self) -> None:
-        if self.pos > 0 and IDENT_BYTE.match(self.buf, self.pos - 1):
-            self.add_code(b"$")  # part of an identifier (a$b)
-            self.pos += 1
-            return
-        while len(self.buf) - self.pos < 256 and self.more():
-            pass
-        found = DOLLAR.match(self.buf, self.pos)
-        if found is None:
-            self.add_code(b"$")  # $1, or a lone $
-            self.pos += 1
-            return
-        tag, self.pos = found.group(0), found.end()
-        end = self.find(tag)
-        self.pos = len(self.buf) if end < 0 else end + len(tag)
-        self.add_code(b"$$...$$")
-
     def meta_command(self) -> None:
-        while len(self.buf) - self.pos < 256 and self.more():
-            pass
+        self.ahead()
         line_start = self.pos == 0 or self.buf[self.pos - 1 : self.pos] == b"\n"
         line = self.line()
         text = self.buf[self.pos : self.pos + 256].split(b"\n")[0]
@@ -259,12 +141,22 @@ class _Scanner:
     # Statements ------------------------------------------------------------------------------
 
     def code_piece(self, piece: bytes) -> None:
-        """Code outside quotes and comments: its parentheses counted, as psql counts them."""
-        if b"(" in piece or b")" in piece:
-            self.depth = max(0, self.depth + piece.count(b"(") - piece.count(b")"))
-        self.add_code(piece)
+        """Code outside quotes and comments: its words and parentheses counted as psql does."""
+        if piece:
+            rest = piece.rstrip(WORD_BYTES)
+            if len(rest) < len(piece) and (rest or self.word is None):
+                self.word = piece[len(rest) : len(rest) + 1]
+            elif len(rest) == len(piece):
+                self.word = None
+        self.blocks.code(piece)
+        self.keep(piece)
 
     def add_code(self, piece: bytes) -> None:
+        """A string, a name in quotes, a comment's space: no word goes on over it."""
+        self.blocks.flush()
+        self.keep(piece)
+
+    def keep(self, piece: bytes) -> None:
         if not piece or self.code_size > STATEMENT_CAP:
             return
         text = piece.decode("utf-8", errors="replace")
@@ -278,31 +170,126 @@ class _Scanner:
         self.code.append(text)
         self.code_size += len(piece)
 
-    def end_statement(self, final: bool = False) -> None:
+    def end_statement(self, final: bool = False, merged: bool = False) -> None:
+        """Judge the server's statement; `merged`: psql sends it with the next ones (the words
+        BEGIN/CASE/END in a CREATE FUNCTION, see sqlblocks.py), so each is judged here, and a
+        COPY ... FROM stdin there would read its data after all of them: refused."""
+        if not merged:
+            self.blocks.end()
         code = " ".join("".join(self.code).split())
         too_long = self.code_size > STATEMENT_CAP
         self.code, self.code_size = [], 0
         if not code:
             return
         self.statements += 1
-        problem = sqlrules.refusal(code, too_long)
+        problem = sqlrules.refusal(code, too_long, data=self.data)
         if problem:
             self.refuse(problem)
-        self.std_strings = sqlrules.standard_strings(code, self.std_strings)
-        sqlrules.note_tables(code, self.result.tables)
+        sqlrules.note_tables(code, self.result.tables, self.search_path)
+        self.search_path = sqlrules.search_path_after(code, self.search_path)
+        if merged and sqlrules.copies_from_stdin(code):
+            self.refuse(MERGED_COPY)
         if sqlrules.copies_from_stdin(code) and not final:
             self.copy_data()
 
     def copy_data(self) -> None:
         """Skip COPY's data to its `\\.` line (psql reads the data from the next line on)."""
-        while len(self.buf) - self.pos < 256 and self.more():
-            pass
+        self.ahead()
         rest = self.buf[self.pos : self.pos + 256].split(b"\n")[0]
         if rest.strip():
             self.refuse("text after COPY ... FROM stdin on the same line")
         self.pos += len(rest)  # the newline before the first data line
-        found = self.search(COPY_END, lookahead=1)
-        self.pos = len(self.buf) if found is None else found.end()
+        copy_line = self.line()
+        with tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY) as spool:
+            if not _spooled(_Block(self), spool):
+                return
+            spool.seek(0)
+            self.failed_copy(spool, copy_line)
+
+    def failed_copy(self, data: BinaryIO, copy_line: int) -> None:
+        try:
+            _FailedCopy(data).run()
+        except ScriptRefused as refused:
+            raise ScriptRefused(
+                copy_line + refused.line - 1,
+                f"COPY data that psql would run as SQL if the COPY failed: {refused.what}",
+            ) from None
+
+
+def _spooled(block: _Block, spool: BinaryIO) -> bool:
+    """Copy the block to `spool`; whether its data names anything the rules look for (read as
+    SQL it could make no refused statement otherwise, and lexing it costs a hundred times
+    more than this search)."""
+    found, carry = False, b""
+    while chunk := block.read():
+        spool.write(chunk)
+        if not found:
+            found = _names_anything(carry + chunk)
+            carry = chunk[-TRIGGER_SPAN:]
+    return found
+
+
+def _names_anything(text: bytes) -> bool:
+    lower = text.lower()  # bytes.find runs at memory speed, a regex of many words does not
+    if any(word in lower for word in TRIGGERS):
+        return True
+    return any(name in text for name in PSQL_VARIABLES) and bool(VARIABLE_USE.search(text))
+
+
+class _Block:
+    """The data of one COPY ... FROM stdin, read from the scanner's stream up to its `\\.`
+    line (kept back), as a stream; the scanner's position moves past that line."""
+
+    def __init__(self, scanner: _Scanner) -> None:
+        self.scanner, self.done = scanner, False
+
+    def read(self, _size: int = -1) -> bytes:
+        outer = self.scanner
+        while not self.done:
+            found = COPY_END.search(outer.buf, outer.pos)
+            if found and (found.end() + 1 <= len(outer.buf) or outer.eof):
+                self.done = True
+                return self.take(found.start() + 1, found.end())
+            keep = found.start() if found else max(outer.pos, len(outer.buf) - KEEP)
+            if keep > outer.pos:
+                return self.take(keep, keep)
+            if not outer.more():
+                self.done = True
+                return self.take(len(outer.buf), len(outer.buf))
+        return b""
+
+    def take(self, end: int, after: int) -> bytes:
+        data = self.scanner.buf[self.scanner.pos : end]
+        self.scanner.pos = after
+        return data
+
+
+class _FailedCopy(_Scanner):
+    """A COPY's data lines as psql reads them after the COPY failed (a missing table, a bad
+    row): as SQL, each statement judged by the same rules. psql runs the load in \\restrict
+    mode, so a backslash command there (\\N, the closing \\.) is refused by psql itself and
+    the rest of its line dropped; a :name is replaced only when psql holds the variable.
+    Each block is read from a clean start: one pass with every COPY failed would not do, as
+    a quote left open by one block's data would hide the next block from that pass while a
+    load where only the next COPY failed runs it. What such an open quote does to the SQL
+    after the block (when the COPY fails) is not followed: the rules catch a statement made
+    inside the data, or begun there (judged at the block's end)."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        super().__init__(stream)
+        self.data = True
+
+    def meta_command(self) -> None:
+        end = self.find(b"\n")
+        self.pos = len(self.buf) if end < 0 else end
+
+    def copy_data(self) -> None:
+        while self.more():  # psql would read the rest of the block as this COPY's data
+            self.pos = len(self.buf)
+        self.pos = len(self.buf)
+
+    def variable(self, name: bytes) -> bool:
+        return name.lstrip(b"'\"") in PSQL_VARIABLES
 
 
 def scan(stream: BinaryIO) -> Scan:
