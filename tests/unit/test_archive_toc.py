@@ -142,3 +142,22 @@ def read_custom_from(stream) -> archive_toc.Toc:
     toc, reader = archive_toc.read_toc(stream)
     archive_toc.walk_custom_data(reader, toc)
     return toc
+
+
+@pytest.mark.parametrize(
+    "statement",
+    ["COPY public.t (a, b) FROM stdin;\n", "COPY public.interim  FROM stdin;\n",
+     'COPY "s p"."t ""x""" ("a b") FROM stdin;\n'],
+)  # fmt: skip
+def test_what_pg_dump_writes_as_a_data_statement_is_plain(statement):
+    """pg_dump writes an empty column list for a table without columns (two spaces)."""
+    assert archive_toc.PLAIN_COPY.match(statement)
+
+
+@pytest.mark.parametrize(
+    "statement",
+    ["COPY public.t (a) FROM PROGRAM 'id';\n", "COPY public.t (a) TO stdout;\n",
+     "COPY public.t (a) FROM '/etc/passwd';\n", "COPY public.t FROM stdin; SELECT 1;\n"],
+)  # fmt: skip
+def test_anything_else_is_not(statement):
+    assert not archive_toc.PLAIN_COPY.match(statement)

@@ -108,6 +108,7 @@ REFUSED = {
 }
 
 LET_THROUGH = {
+    "a table without columns": b"COPY public.interim  FROM stdin;\n\\.\n",
     "inside strings": b"select '\\! x', E'\\\\! x', $$ \\! $$, $t$ \\! $ $t$;\n",
     "inside comments": b"/* /* \\! */ \\! */ select 1; -- \\! x\n",
     "inside an identifier": b'select 1 as "\\! x";\n',

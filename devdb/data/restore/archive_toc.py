@@ -24,7 +24,9 @@ NO_DATA = 3
 BLOCK_DATA, BLOCK_BLOBS = 1, 3
 PLAIN_COPY = re.compile(
     r'^COPY (?:"(?:[^"]|"")+"|[\w$]+)\.(?:"(?:[^"]|"")+"|[\w$]+)'
-    r'(?: \((?:"(?:[^"]|"")+"|[\w$]+)(?:, (?:"(?:[^"]|"")+"|[\w$]+))*\))? FROM stdin;\n$'
+    # pg_dump writes "COPY name (columns) FROM stdin;", and for a table without columns an
+    # empty list between the two spaces: "COPY name  FROM stdin;".
+    r' +(?:\((?:"(?:[^"]|"")+"|[\w$]+)(?:, (?:"(?:[^"]|"")+"|[\w$]+))*\) +)?FROM stdin;\n$'
 )
 PROGRAM = re.compile(r"\bPROGRAM\b", re.I)
 SCRIPT_KINDS = ("ACL", "DEFAULT ACL")  # what the importer passes through psql
