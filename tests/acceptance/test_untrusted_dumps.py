@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.acceptance import fingerprint as fp
-from tests.acceptance.stack import SEED_DATABASE, Stack, run, seeded
+from tests.acceptance.stack import SEED_DATABASE, SEED_USER, Stack, run, seeded
 from tests.acceptance.test_restore_formats import SCHEMA, backup, pg_dump
 
 BOUND_SECONDS = 120  # a task that hangs on its input fails here instead of blocking the suite
@@ -170,3 +170,81 @@ def test_a_data_line_read_as_a_command_after_a_failed_copy_never_runs(stack, tmp
     assert 'relation "public.nowhere" does not exist' in done.stderr
     assert fingerprint(stack) == before
     assert not in_container(stack, proof)
+
+
+# What no lexer can see: the load runs as a role without superuser -------------------------
+
+
+def assert_failed_and_unchanged(stack: Stack, done, before: dict, *words: str) -> None:
+    assert done.returncode == 1, f"{done.returncode} {done.stdout} {done.stderr}"
+    line = done.stderr.strip()
+    assert len(line.splitlines()) == 1, line
+    assert "Traceback" not in done.stderr
+    for word in words:
+        assert word in line, line
+    assert fingerprint(stack) == before
+    assert no_loader_left(stack)
+
+
+def no_loader_left(stack: Stack) -> bool:
+    return stack.query("SELECT count(*) FROM pg_roles WHERE rolname LIKE 'devdb\\_loader\\_%'") == [
+        (0,)
+    ]
+
+
+def test_a_program_run_through_execute_in_a_do_block_never_runs(stack, tmp_path):
+    """The review's reproducer: the scan sees a DO block, not the COPY its EXECUTE builds; the
+    server refuses it because the loader is no superuser."""
+    proof = f"/tmp/devdb-do-{secrets.token_hex(4)}"
+    evil = f"DO $$BEGIN EXECUTE 'COPY (SELECT 1) TO PROGRAM ''touch {proof}'''; END$$;"
+    script = tmp_path / "do.sql"
+    script.write_text(before_trailer(script_without_restrict(stack, tmp_path), evil))
+    before = fingerprint(stack)
+    done = restore(stack, script)
+    assert_failed_and_unchanged(stack, done, before, "COPY to or from an external program")
+    assert not in_container(stack, proof)
+
+
+def test_dblink_cannot_write_into_another_database(stack, tmp_path):
+    """dblink is pre-created (the dump asks for it; this image has it), but a loader without
+    superuser or password cannot connect anywhere with it."""
+    table = f"devdb_pwned_{secrets.token_hex(4)}"
+    evil = (
+        "CREATE EXTENSION IF NOT EXISTS dblink WITH SCHEMA public;\n"
+        f"SELECT public.dblink_exec('dbname=postgres user={SEED_USER}', "
+        f"'CREATE TABLE public.{table} (a int)');"
+    )
+    script = tmp_path / "dblink.sql"
+    script.write_text(before_trailer(script_without_restrict(stack, tmp_path), evil))
+    before = fingerprint(stack)
+    done = restore(stack, script)
+    assert_failed_and_unchanged(stack, done, before, "password is required")
+    assert stack.query("SELECT to_regclass(%s)", (f"public.{table}",), dbname="postgres") == [
+        (None,)
+    ]
+
+
+@pytest.mark.parametrize("name", ["ext.dump", "ext.sql"])
+def test_an_untrusted_extension_the_dump_asks_for_is_restored(stack, tmp_path, name):
+    """dblink is not trusted: the superuser makes it before the load; its comment, which the
+    loader may not set, is left as the extension sets it and reported."""
+    with stack.connect() as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS dblink WITH SCHEMA public")
+    try:
+        dump = backup(stack, tmp_path / name)
+        before = fingerprint(stack)
+        with stack.connect() as conn:
+            conn.execute("DROP EXTENSION dblink")
+        done = restore(stack, dump)
+        assert done.returncode == 0, done.stderr
+        assert "Comments on extensions left as the extension sets them: dblink." in done.stdout
+        assert fingerprint(stack) == before
+        owners = stack.query(
+            "SELECT DISTINCT pg_get_userbyid(relowner) FROM pg_class c JOIN pg_namespace n "
+            "ON n.oid = c.relnamespace WHERE n.nspname = 'shop'"
+        )
+        assert owners == [(SEED_USER,)]
+        assert no_loader_left(stack)
+    finally:
+        with stack.connect() as conn:
+            conn.execute("DROP EXTENSION IF EXISTS dblink")
