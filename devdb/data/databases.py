@@ -127,14 +127,16 @@ def create_loader(conn: psycopg.Connection) -> str:
     return role
 
 
-def retire_loader(settings: Settings, conn: psycopg.Connection, database: str, loader: str) -> None:
-    """Everything the loader made in `database` becomes the configured user's, and the role
-    goes; settings it gave the database (ALTER DATABASE ... SET) go with it."""
-    from devdb.stack import readiness
+def hand_over(inside: psycopg.Connection, loader: str, user: str) -> None:
+    """On a superuser's connection to the loaded database: all the loader made becomes `user`'s
+    (the database too), and what was granted to the loader goes."""
+    execute(inside, "REASSIGN OWNED BY {} TO {}", loader, user)
+    execute(inside, "DROP OWNED BY {}", loader)
 
-    with readiness.connect(settings, "devdb-restore", dbname=database) as inside:
-        execute(inside, "REASSIGN OWNED BY {} TO {}", loader, settings.user)
-        execute(inside, "DROP OWNED BY {}", loader)
+
+def drop_loader(conn: psycopg.Connection, database: str, loader: str) -> None:
+    """After hand_over: the loader's settings on the database (ALTER DATABASE ... SET) and the
+    role itself go; the database gets the replaced one's settings at the swap."""
     execute(conn, "ALTER DATABASE {} RESET ALL", database)
     conn.execute(
         "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity WHERE usename = %s",

@@ -187,9 +187,10 @@ def assert_failed_and_unchanged(stack: Stack, done, before: dict, *words: str) -
 
 
 def no_loader_left(stack: Stack) -> bool:
-    return stack.query("SELECT count(*) FROM pg_roles WHERE rolname LIKE 'devdb\\_loader\\_%'") == [
-        (0,)
-    ]
+    found = stack.query(
+        "SELECT rolname FROM pg_roles WHERE rolname LIKE %s", ("devdb\\_loader\\_%",)
+    )
+    return found == []
 
 
 def test_a_program_run_through_execute_in_a_do_block_never_runs(stack, tmp_path):
@@ -248,3 +249,27 @@ def test_an_untrusted_extension_the_dump_asks_for_is_restored(stack, tmp_path, n
     finally:
         with stack.connect() as conn:
             conn.execute("DROP EXTENSION IF EXISTS dblink")
+
+
+def test_an_existing_role_keeps_the_objects_a_plain_dump_gives_it(stack, tmp_path):
+    """The loader may not give objects away; the dump's plain ALTER ... OWNER TO is replayed by
+    the superuser after the load, so a role this server has keeps its table as before."""
+    role = f"keeper_{secrets.token_hex(3)}"
+    with stack.connect() as conn:
+        conn.execute(f"CREATE ROLE {role} NOLOGIN")
+        conn.execute(f"CREATE TABLE public.kept (a int); ALTER TABLE public.kept OWNER TO {role}")
+    try:
+        dump = backup(stack, tmp_path / "owners.sql")
+        before = fingerprint(stack)
+        with stack.connect() as conn:
+            conn.execute("DROP TABLE public.kept")
+        done = restore(stack, dump)
+        assert done.returncode == 0, done.stderr
+        assert "instead of" not in done.stdout, done.stdout
+        assert fingerprint(stack) == before
+        assert stack.query("SELECT pg_get_userbyid(relowner) FROM pg_class WHERE oid = "
+                           "'public.kept'::regclass") == [(role,)]  # fmt: skip
+        assert no_loader_left(stack)
+    finally:
+        with stack.connect() as conn:
+            conn.execute(f"DROP TABLE IF EXISTS public.kept; DROP ROLE {role}")

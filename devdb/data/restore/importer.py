@@ -117,7 +117,8 @@ def _load_and_swap(
             databases.create_empty_like(conn, work, settings.database, owner=loader)
             not_ours = _prepare(settings, work, wanted)
             report = loading.load(compose, source, work, listing, loader, not_ours)
-            databases.retire_loader(settings, conn, work, loader)
+            _hand_over(settings, work, loader, report)
+            databases.drop_loader(conn, work, loader)
             _check_loaded(settings, source, work)
             databases.swap_in(conn, settings.database, work, terminate)
         except BaseException:
@@ -125,6 +126,16 @@ def _load_and_swap(
             raise
     databases.clean_later(settings)  # the replaced database: dropped after we return
     return Loaded(time.monotonic() - started, report)
+
+
+def _hand_over(settings: Settings, work: str, loader: str, report: load_errors.LoadReport) -> None:
+    """As the superuser: the loaded objects become the configured user's; then the dump's
+    plain owner changes to other roles, which the loader could not make, are replayed."""
+    from devdb.stack import readiness
+
+    with readiness.connect(settings, application_name=APPLICATION_NAME, dbname=work) as conn:
+        databases.hand_over(conn, loader, settings.user)
+        loading.replay_owners(conn, report)
 
 
 def _prepare(settings: Settings, work: str, wanted: dict[str, str]) -> set[str]:

@@ -19,6 +19,17 @@ MISSING_ROLE = re.compile(r'^role "(?P<role>.+)" does not exist$')
 NOT_MEMBER = re.compile(r'^must be (?:member of role|able to SET ROLE) "(?P<role>.+)"$')
 NOT_EXTENSION_OWNER = re.compile(r"^must be owner of extension (?P<name>.+)$")
 EXTENSION_COMMENT = re.compile(r"^COMMENT\s+ON\s+EXTENSION\s", re.I)
+# An owner change the superuser may replay after the load: one statement of exactly this form,
+# plain names only (no quotes, no semicolon, no dollar): an ALTER ... OWNER runs no code.
+_IDENT = r'(?:[A-Za-z_][A-Za-z0-9_$]*|"[^"\x00]+")'
+REPLAYABLE_OWNER = re.compile(
+    r"^ALTER\s+(?:TABLE|SEQUENCE|VIEW|MATERIALIZED\s+VIEW|FOREIGN\s+TABLE|SCHEMA|TYPE|DOMAIN"
+    r"|FUNCTION|PROCEDURE|AGGREGATE|COLLATION|CONVERSION|LARGE\s+OBJECT"
+    r"|TEXT\s+SEARCH\s+(?:CONFIGURATION|DICTIONARY))\s+"
+    rf'(?:{_IDENT}(?:\.{_IDENT})?(?:\([A-Za-z0-9_ ,.\[\]()"]*\))?|\d+)'
+    rf"\s+OWNER\s+TO\s+{_IDENT}\s*;?\Z",
+    re.I,
+)
 DEFAULT_PRIVILEGES = re.compile(r"^ALTER\s+DEFAULT\s+PRIVILEGES\s", re.I)
 UNKNOWN_SETTING = re.compile(r'^unrecognized configuration parameter "(?P<name>.+)"$')
 OWNER_CHANGE = re.compile(r"^ALTER\s.*\sOWNER\s+TO\s", re.I | re.S)
@@ -58,6 +69,7 @@ class LoadReport:
     owners_taken: Counter = field(default_factory=Counter)  # existing role -> objects now ours
     defaults_skipped: Counter = field(default_factory=Counter)  # role -> statements
     comments_skipped: list[str] = field(default_factory=list)  # extensions
+    owner_replays: list[tuple[str, str]] = field(default_factory=list)  # (role, statement)
     fatal: list[Failure] = field(default_factory=list)
 
     def notes(self, user: str) -> list[str]:
@@ -156,7 +168,9 @@ def _sort(failure: Failure, report: LoadReport) -> None:
 def _sort_loader(message: str, statement: str, report: LoadReport) -> bool:
     """The failures of a load run without superuser that may be left out (reported)."""
     other = NOT_MEMBER.match(message)
-    if other and OWNER_CHANGE.match(statement):
+    if other and REPLAYABLE_OWNER.match(statement):
+        report.owner_replays.append((other.group("role"), statement))
+    elif other and OWNER_CHANGE.match(statement):
         report.owners_taken[other.group("role")] += 1
     elif other and DEFAULT_PRIVILEGES.match(statement):
         report.defaults_skipped[other.group("role")] += 1

@@ -18,6 +18,7 @@ import subprocess
 import tempfile
 from contextlib import ExitStack
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from devdb.base.errors import ConfigError
 from devdb.base.render import brief
@@ -33,6 +34,9 @@ from devdb.data.restore.plumbing import (
     stop,
     text_of,
 )
+
+if TYPE_CHECKING:
+    import psycopg
 
 # A line of `pg_restore --list`: "215; 1259 16386 TABLE public t owner" (what, then the owner).
 LIST_ENTRY = re.compile(r"^\d+; \d+ \d+ (?P<what>.*) (?P<owner>\S+)$")
@@ -164,3 +168,17 @@ def _run_script(
         feed.join()
         return verdict.judge(source, feed, load_code, text_of(load_stderr), restore_code,
                              brief(text_of(restore_stderr)))  # fmt: skip
+
+
+def replay_owners(conn: psycopg.Connection, report: load_errors.LoadReport) -> None:
+    """The dump's `ALTER ... OWNER TO role` statements the loader could not run (it is member
+    of no role), run again by the superuser: only those of exactly that form
+    (load_errors.REPLAYABLE_OWNER), which runs no code. One that fails is reported instead."""
+    import psycopg
+
+    for role, statement in report.owner_replays:
+        try:
+            with conn.transaction():
+                conn.execute(statement.encode())
+        except psycopg.Error:
+            report.owners_taken[role] += 1
