@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 _NAME = rb'"(?:[^"]|"")+"|[A-Za-z_][A-Za-z0-9_$]*'
 CREATE_EXTENSION = re.compile(
-    rb"(?im)^[ \t]*create\s+extension\s+(?:if\s+not\s+exists\s+)?(?P<name>" + _NAME + rb")"
+    rb"(?i)[ \t]*create[ \t]+extension\s+(?:if\s+not\s+exists\s+)?(?P<name>" + _NAME + rb")"
     rb"(?:\s+with)?(?:\s+schema\s+(?P<schema>" + _NAME + rb"))?"
 )
 EXTENSION_ENTRY = re.compile(r"^\d+; \d+ \d+ EXTENSION - (?P<name>\S+) ?$")
@@ -51,24 +51,35 @@ def asked(compose: Compose, dump: dumps.Dump, where: str | None, listing: str) -
 
 
 def found_in(stream: BinaryIO) -> dict[str, str]:
-    """The CREATE EXTENSION statements at the start of a line in this SQL, read in chunks: a
-    statement is taken from the chunk in which it starts before the last OVERLAP bytes, which
-    are read again with the next chunk (the byte before them too, for `^`)."""
+    """The CREATE EXTENSION statements that start a line of this SQL (on that line: the word
+    EXTENSION is what is looked for, fast). Read in chunks: a statement is taken from the
+    chunk in which its line starts before the last OVERLAP bytes, which are read again with
+    the next chunk (with the byte before them, to know where lines start)."""
     wanted: dict[str, str] = {}
-    data, seen = b"", 0  # seen: where matches not yet taken start in `data`
+    data, seen = b"", 0  # seen: where lines not yet looked at start in `data`
     while True:
         chunk = stream.read(streams.CHUNK_BYTES)
         data += chunk
         limit = len(data) if not chunk else max(len(data) - OVERLAP, seen)
-        for match in CREATE_EXTENSION.finditer(data, seen):
-            if match.start() >= limit:
-                break
-            schema = match.group("schema")
-            wanted[_unquoted(match.group("name"))] = _unquoted(schema) if schema else ""
+        _find(data, data.lower(), seen, limit, wanted)
         if not chunk:
             return wanted
         keep_from = max(limit - 1, 0)
         data, seen = data[keep_from:], limit - keep_from
+
+
+def _find(data: bytes, lowered: bytes, seen: int, limit: int, wanted: dict[str, str]) -> None:
+    """The statements whose line starts in data[seen:limit], into `wanted`."""
+    position = seen
+    while (hit := lowered.find(b"extension", position)) != -1:
+        position = hit + len(b"extension")
+        start = data.rfind(b"\n", 0, hit) + 1
+        if start >= limit:
+            return
+        match = CREATE_EXTENSION.match(data, start) if start >= seen else None
+        if match and b"\n" not in data[start : match.start("name")]:
+            schema = match.group("schema")
+            wanted[_unquoted(match.group("name"))] = _unquoted(schema) if schema else ""
 
 
 def _unquoted(name: bytes) -> str:
