@@ -273,3 +273,52 @@ def test_an_existing_role_keeps_the_objects_a_plain_dump_gives_it(stack, tmp_pat
     finally:
         with stack.connect() as conn:
             conn.execute(f"DROP TABLE IF EXISTS public.kept; DROP ROLE {role}")
+
+
+def test_an_event_trigger_fails_the_restore_naming_it(stack, tmp_path):
+    """Only a superuser may make one (it would run on every later DDL, as whoever runs it)."""
+    evil = (
+        "CREATE FUNCTION public.spy() RETURNS event_trigger LANGUAGE plpgsql "
+        "AS $$BEGIN NULL; END$$;\n"
+        "CREATE EVENT TRIGGER spy ON ddl_command_start EXECUTE FUNCTION public.spy();"
+    )
+    script = tmp_path / "event.sql"
+    script.write_text(before_trailer(script_without_restrict(stack, tmp_path), evil))
+    before = fingerprint(stack)
+    done = restore(stack, script)
+    assert_failed_and_unchanged(stack, done, before, "event trigger", "CREATE EVENT TRIGGER spy")
+
+
+@pytest.mark.parametrize("name", ["lo.dump", "lo.sql"])
+def test_large_objects_restore_owned_by_the_configured_user(stack, tmp_path, name):
+    with stack.connect() as conn:
+        oid = conn.execute("SELECT lo_from_bytea(0, 'large and ünïcödé')").fetchone()[0]
+    try:
+        dump = backup(stack, tmp_path / name)
+        with stack.connect() as conn:
+            conn.execute("SELECT lo_unlink(%s)", (oid,))
+        done = restore(stack, dump)
+        assert done.returncode == 0, done.stderr
+        assert stack.query(
+            "SELECT convert_from(lo_get(oid), 'UTF8'), pg_get_userbyid(lomowner) "
+            "FROM pg_largeobject_metadata WHERE oid = %s",
+            (oid,),
+        ) == [("large and ünïcödé", SEED_USER)]
+    finally:
+        with stack.connect() as conn:
+            conn.execute("SELECT lo_unlink(oid) FROM pg_largeobject_metadata")
+
+
+def test_a_loader_role_left_by_a_killed_run_is_dropped_and_no_other(stack, tmp_path):
+    dump = backup(stack, tmp_path / "plain.sql")
+    with stack.connect() as conn:
+        conn.execute("CREATE ROLE devdb_loader_0123456789ab LOGIN")
+        conn.execute('CREATE ROLE "devdb-loader-mine" NOLOGIN')  # not ours: `_` is not `-`
+    try:
+        done = restore(stack, dump)
+        assert done.returncode == 0, done.stderr
+        assert no_loader_left(stack)
+        assert stack.query("SELECT 1 FROM pg_roles WHERE rolname = 'devdb-loader-mine'") == [(1,)]
+    finally:
+        with stack.connect() as conn:
+            conn.execute('DROP ROLE IF EXISTS devdb_loader_0123456789ab, "devdb-loader-mine"')
