@@ -33,6 +33,10 @@ if TYPE_CHECKING:
     import psycopg
 
 WORK_PREFIX = "devdb_work_"  # a copy being made, or the database a swap replaced
+LOADER_PREFIX = "devdb_loader_"  # the role a restore loads as, dropped after it
+# Whatever a dump runs, it runs as this: no superuser, member of no role (so not of
+# pg_execute_server_program and the like), owner of the work database and nothing else.
+LOADER_OPTIONS = "LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS"
 FAILPOINT_VARIABLE = "DEVDB_FAILPOINT"  # tests only: pause at a named moment
 FAILPOINT_PAUSE_SECONDS = 30
 
@@ -47,16 +51,19 @@ def prefix_pattern(prefix: str) -> str:
     return re.sub(r"([\\_%])", r"\\\1", prefix) + "%"
 
 
-def create_empty_like(conn: psycopg.Connection, database: str, template_of: str) -> None:
-    """An empty database (from template0) with the owner, encoding and locale of `template_of`,
-    so that putting it in place changes nothing but the contents."""
+def create_empty_like(
+    conn: psycopg.Connection, database: str, template_of: str, owner: str | None = None
+) -> None:
+    """An empty database (from template0) with the owner (unless `owner` is given), encoding
+    and locale of `template_of`, so that putting it in place changes nothing but the contents."""
     from psycopg import sql
 
-    owner, encoding, collate, ctype, provider, icu = conn.execute(
+    template_owner, encoding, collate, ctype, provider, icu = conn.execute(
         "SELECT pg_get_userbyid(datdba), pg_encoding_to_char(encoding), datcollate, datctype, "
         "datlocprovider, daticulocale FROM pg_database WHERE datname = %s",
         [template_of],
     ).fetchone()
+    owner = owner or template_owner
     options = [
         sql.SQL("OWNER {}").format(sql.Identifier(owner)),
         sql.SQL("ENCODING {}").format(sql.Literal(encoding)),
@@ -103,6 +110,39 @@ def clean_leftovers(conn: psycopg.Connection) -> None:
     ).fetchall()
     for (database,) in rows:
         execute(conn, "DROP DATABASE IF EXISTS {} WITH (FORCE)", database)
+    roles = conn.execute(
+        "SELECT rolname FROM pg_roles WHERE rolname LIKE %s", [prefix_pattern(LOADER_PREFIX)]
+    ).fetchall()
+    for (role,) in roles:  # its only database went above; sessions of a killed load, too
+        conn.execute("SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity "
+                     "WHERE usename = %s", [role])  # fmt: skip
+        execute(conn, "DROP ROLE IF EXISTS {}", role)
+
+
+def create_loader(conn: psycopg.Connection) -> str:
+    """A fresh role for a restore's load (LOADER_OPTIONS); clean_leftovers drops it if a run
+    is killed before retire_loader."""
+    role = LOADER_PREFIX + secrets.token_hex(6)
+    execute(conn, "CREATE ROLE {} " + LOADER_OPTIONS, role)
+    return role
+
+
+def hand_over(inside: psycopg.Connection, loader: str, user: str) -> None:
+    """On a superuser's connection to the loaded database: all the loader made becomes `user`'s
+    (the database too), and what was granted to the loader goes."""
+    execute(inside, "REASSIGN OWNED BY {} TO {}", loader, user)
+    execute(inside, "DROP OWNED BY {}", loader)
+
+
+def drop_loader(conn: psycopg.Connection, database: str, loader: str) -> None:
+    """After hand_over: the loader's settings on the database (ALTER DATABASE ... SET) and the
+    role itself go; the database gets the replaced one's settings at the swap."""
+    execute(conn, "ALTER DATABASE {} RESET ALL", database)
+    conn.execute(
+        "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity WHERE usename = %s",
+        [loader],
+    )
+    execute(conn, "DROP ROLE {}", loader)
 
 
 def clean_later(settings: Settings) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.acceptance import fingerprint as fp
-from tests.acceptance.stack import SEED_DATABASE, Stack, run, seeded
+from tests.acceptance.stack import SEED_DATABASE, SEED_USER, Stack, run, seeded
 from tests.acceptance.test_restore_formats import SCHEMA, backup, pg_dump
 
 BOUND_SECONDS = 120  # a task that hangs on its input fails here instead of blocking the suite
@@ -238,3 +238,155 @@ def test_a_function_with_a_begin_atomic_body_restores(stack, tmp_path):
         with stack.connect() as conn:
             conn.execute("DROP FUNCTION IF EXISTS public.atomic_f(int)")
             conn.commit()
+
+
+# What no lexer can see: the load runs as a role without superuser -------------------------
+
+
+def assert_failed_and_unchanged(stack: Stack, done, before: dict, *words: str) -> None:
+    assert done.returncode == 1, f"{done.returncode} {done.stdout} {done.stderr}"
+    line = done.stderr.strip()
+    assert len(line.splitlines()) == 1, line
+    assert "Traceback" not in done.stderr
+    for word in words:
+        assert word in line, line
+    assert fingerprint(stack) == before
+    assert no_loader_left(stack)
+
+
+def no_loader_left(stack: Stack) -> bool:
+    found = stack.query(
+        "SELECT rolname FROM pg_roles WHERE rolname LIKE %s", ("devdb\\_loader\\_%",)
+    )
+    return found == []
+
+
+def test_a_program_run_through_execute_in_a_do_block_never_runs(stack, tmp_path):
+    """The review's reproducer: the scan sees a DO block, not the COPY its EXECUTE builds; the
+    server refuses it because the loader is no superuser."""
+    proof = f"/tmp/devdb-do-{secrets.token_hex(4)}"
+    evil = f"DO $$BEGIN EXECUTE 'COPY (SELECT 1) TO PROGRAM ''touch {proof}'''; END$$;"
+    script = tmp_path / "do.sql"
+    script.write_text(before_trailer(script_without_restrict(stack, tmp_path), evil))
+    before = fingerprint(stack)
+    done = restore(stack, script)
+    assert_failed_and_unchanged(stack, done, before, "COPY to or from an external program")
+    assert not in_container(stack, proof)
+
+
+def test_dblink_cannot_write_into_another_database(stack, tmp_path):
+    """dblink is pre-created (the dump asks for it; this image has it), but a loader without
+    superuser or password cannot connect anywhere with it."""
+    table = f"devdb_pwned_{secrets.token_hex(4)}"
+    evil = (
+        "CREATE EXTENSION IF NOT EXISTS dblink WITH SCHEMA public;\n"
+        f"SELECT public.dblink_exec('dbname=postgres user={SEED_USER}', "
+        f"'CREATE TABLE public.{table} (a int)');"
+    )
+    script = tmp_path / "dblink.sql"
+    script.write_text(before_trailer(script_without_restrict(stack, tmp_path), evil))
+    before = fingerprint(stack)
+    done = restore(stack, script)
+    assert_failed_and_unchanged(stack, done, before, "password is required")
+    assert stack.query("SELECT to_regclass(%s)", (f"public.{table}",), dbname="postgres") == [
+        (None,)
+    ]
+
+
+@pytest.mark.parametrize("name", ["ext.dump", "ext.sql"])
+def test_an_untrusted_extension_the_dump_asks_for_is_restored(stack, tmp_path, name):
+    """dblink is not trusted: the superuser makes it before the load; its comment, which the
+    loader may not set, is left as the extension sets it and reported."""
+    with stack.connect() as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS dblink WITH SCHEMA public")
+    try:
+        dump = backup(stack, tmp_path / name)
+        before = fingerprint(stack)
+        with stack.connect() as conn:
+            conn.execute("DROP EXTENSION dblink")
+        done = restore(stack, dump)
+        assert done.returncode == 0, done.stderr
+        assert "Comments on extensions left as the extension sets them: dblink." in done.stdout
+        assert fingerprint(stack) == before
+        owners = stack.query(
+            "SELECT DISTINCT pg_get_userbyid(relowner) FROM pg_class c JOIN pg_namespace n "
+            "ON n.oid = c.relnamespace WHERE n.nspname = 'shop'"
+        )
+        assert owners == [(SEED_USER,)]
+        assert no_loader_left(stack)
+    finally:
+        with stack.connect() as conn:
+            conn.execute("DROP EXTENSION IF EXISTS dblink")
+
+
+def test_an_existing_role_keeps_the_objects_a_plain_dump_gives_it(stack, tmp_path):
+    """The loader may not give objects away; the dump's plain ALTER ... OWNER TO is replayed by
+    the superuser after the load, so a role this server has keeps its table as before."""
+    role = f"keeper_{secrets.token_hex(3)}"
+    with stack.connect() as conn:
+        conn.execute(f"CREATE ROLE {role} NOLOGIN")
+        conn.execute(f"CREATE TABLE public.kept (a int); ALTER TABLE public.kept OWNER TO {role}")
+    try:
+        dump = backup(stack, tmp_path / "owners.sql")
+        before = fingerprint(stack)
+        with stack.connect() as conn:
+            conn.execute("DROP TABLE public.kept")
+        done = restore(stack, dump)
+        assert done.returncode == 0, done.stderr
+        assert "instead of" not in done.stdout, done.stdout
+        assert fingerprint(stack) == before
+        assert stack.query("SELECT pg_get_userbyid(relowner) FROM pg_class WHERE oid = "
+                           "'public.kept'::regclass") == [(role,)]  # fmt: skip
+        assert no_loader_left(stack)
+    finally:
+        with stack.connect() as conn:
+            conn.execute(f"DROP TABLE IF EXISTS public.kept; DROP ROLE {role}")
+
+
+def test_an_event_trigger_fails_the_restore_naming_it(stack, tmp_path):
+    """Only a superuser may make one (it would run on every later DDL, as whoever runs it)."""
+    evil = (
+        "CREATE FUNCTION public.spy() RETURNS event_trigger LANGUAGE plpgsql "
+        "AS $$BEGIN NULL; END$$;\n"
+        "CREATE EVENT TRIGGER spy ON ddl_command_start EXECUTE FUNCTION public.spy();"
+    )
+    script = tmp_path / "event.sql"
+    script.write_text(before_trailer(script_without_restrict(stack, tmp_path), evil))
+    before = fingerprint(stack)
+    done = restore(stack, script)
+    assert_failed_and_unchanged(stack, done, before, "event trigger", "CREATE EVENT TRIGGER spy")
+
+
+@pytest.mark.parametrize("name", ["lo.dump", "lo.sql"])
+def test_large_objects_restore_owned_by_the_configured_user(stack, tmp_path, name):
+    with stack.connect() as conn:
+        oid = conn.execute("SELECT lo_from_bytea(0, 'large and ünïcödé')").fetchone()[0]
+    try:
+        dump = backup(stack, tmp_path / name)
+        with stack.connect() as conn:
+            conn.execute("SELECT lo_unlink(%s)", (oid,))
+        done = restore(stack, dump)
+        assert done.returncode == 0, done.stderr
+        assert stack.query(
+            "SELECT convert_from(lo_get(oid), 'UTF8'), pg_get_userbyid(lomowner) "
+            "FROM pg_largeobject_metadata WHERE oid = %s",
+            (oid,),
+        ) == [("large and ünïcödé", SEED_USER)]
+    finally:
+        with stack.connect() as conn:
+            conn.execute("SELECT lo_unlink(oid) FROM pg_largeobject_metadata")
+
+
+def test_a_loader_role_left_by_a_killed_run_is_dropped_and_no_other(stack, tmp_path):
+    dump = backup(stack, tmp_path / "plain.sql")
+    with stack.connect() as conn:
+        conn.execute("CREATE ROLE devdb_loader_0123456789ab LOGIN")
+        conn.execute('CREATE ROLE "devdb-loader-mine" NOLOGIN')  # not ours: `_` is not `-`
+    try:
+        done = restore(stack, dump)
+        assert done.returncode == 0, done.stderr
+        assert no_loader_left(stack)
+        assert stack.query("SELECT 1 FROM pg_roles WHERE rolname = 'devdb-loader-mine'") == [(1,)]
+    finally:
+        with stack.connect() as conn:
+            conn.execute('DROP ROLE IF EXISTS devdb_loader_0123456789ab, "devdb-loader-mine"')

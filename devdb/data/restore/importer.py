@@ -34,7 +34,7 @@ from devdb.compose.runner import Compose
 from devdb.compose.settings import SERVICE, Settings
 from devdb.data import databases
 from devdb.data.backup import BackupError, backup
-from devdb.data.restore import dumps, inspection, load_errors, loading
+from devdb.data.restore import dumps, extensions, inspection, load_errors, loading
 from devdb.data.restore.loading import LIST_ENTRY, Source
 from devdb.data.restore.plumbing import NOTHING_CHANGED, location, reachable, run_fed
 
@@ -107,13 +107,18 @@ def _refuse_if_others(settings: Settings) -> None:
 def _load_and_swap(
     compose: Compose, settings: Settings, source: Source, listing: str, terminate: bool
 ) -> Loaded:
+    wanted = extensions.asked(compose, source.dump, source.where, listing)
     with compose.exclusive(), databases.maintenance(settings, APPLICATION_NAME) as conn:
         databases.clean_leftovers(conn)
         started = time.monotonic()
         work = databases.work_name()
-        databases.create_empty_like(conn, work, settings.database)
         try:
-            report = loading.load(compose, settings, source, work, listing)
+            loader = databases.create_loader(conn)
+            databases.create_empty_like(conn, work, settings.database, owner=loader)
+            not_ours = _prepare(settings, work, wanted)
+            report = loading.load(compose, source, work, listing, loader, not_ours)
+            _hand_over(settings, work, loader, report)
+            databases.drop_loader(conn, work, loader)
             _check_loaded(settings, source, work)
             databases.swap_in(conn, settings.database, work, terminate)
         except BaseException:
@@ -121,6 +126,24 @@ def _load_and_swap(
             raise
     databases.clean_later(settings)  # the replaced database: dropped after we return
     return Loaded(time.monotonic() - started, report)
+
+
+def _hand_over(settings: Settings, work: str, loader: str, report: load_errors.LoadReport) -> None:
+    """As the superuser: the loaded objects become the configured user's; then the dump's
+    plain owner changes to other roles, which the loader could not make, are replayed."""
+    from devdb.stack import readiness
+
+    with readiness.connect(settings, application_name=APPLICATION_NAME, dbname=work) as conn:
+        databases.hand_over(conn, loader, settings.user)
+        loading.replay_owners(conn, report)
+
+
+def _prepare(settings: Settings, work: str, wanted: dict[str, str]) -> set[str]:
+    """As the superuser: the untrusted extensions the dump asks for, in the new database."""
+    from devdb.stack import readiness
+
+    with readiness.connect(settings, application_name=APPLICATION_NAME, dbname=work) as conn:
+        return extensions.prepare(conn, wanted)
 
 
 # Checks ------------------------------------------------------------------------------------

@@ -18,13 +18,13 @@ import subprocess
 import tempfile
 from contextlib import ExitStack
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from devdb.base.errors import ConfigError
 from devdb.base.render import brief
 from devdb.compose.runner import Compose
-from devdb.compose.settings import Settings
 from devdb.data.backup import BackupError
-from devdb.data.restore import dumps, inspection, load_errors, verdict
+from devdb.data.restore import dumps, extensions, inspection, load_errors, verdict
 from devdb.data.restore.plumbing import (
     NOTHING_CHANGED,
     Feed,
@@ -34,6 +34,9 @@ from devdb.data.restore.plumbing import (
     stop,
     text_of,
 )
+
+if TYPE_CHECKING:
+    import psycopg
 
 # A line of `pg_restore --list`: "215; 1259 16386 TABLE public t owner" (what, then the owner).
 LIST_ENTRY = re.compile(r"^\d+; \d+ \d+ (?P<what>.*) (?P<owner>\S+)$")
@@ -63,21 +66,27 @@ class Source:
 
 
 def load(
-    compose: Compose, settings: Settings, source: Source, database: str, listing: str
+    compose: Compose, source: Source, database: str, listing: str, role: str, not_ours: set[str]
 ) -> load_errors.LoadReport:
-    """The dump into `database`; raise unless it all went in (what may be left out, reported)."""
+    """The dump into `database`, logged in as `role` (never a superuser: what a dump runs, runs
+    as that role); raise unless it all went in (what may be left out, reported). `not_ours`:
+    the extensions already there, whose comments the loader may not set."""
     dump, where = source.dump, source.where
     if not dump.is_archive:
-        return _run_script(compose, settings, source, None, database)
-    _restore_archive(compose, settings, dump, where, database)
+        return _run_script(compose, role, source, None, database)
+    listing, left_out = extensions.without_their_comments(listing, not_ours)
+    _restore_archive(compose, role, dump, where, database, listing if left_out else None)
     privileges = [line for line in listing.splitlines() if _is_privilege_entry(line)]
     if not privileges:
-        return load_errors.LoadReport()
-    with container_file(compose, "\n".join(privileges) + "\n") as list_file:
-        options = ("-L", list_file, *location(where))
-        if source.key:  # pg_restore's script locks psql's backslash commands on its 5th line
-            options = (f"--restrict-key={source.key}", *options)
-        return _run_script(compose, settings, source, options, database)
+        report = load_errors.LoadReport()
+    else:
+        with container_file(compose, "\n".join(privileges) + "\n") as list_file:
+            options = ("-L", list_file, *location(where))
+            if source.key:  # pg_restore's script locks psql's backslash commands on its 5th line
+                options = (f"--restrict-key={source.key}", *options)
+            report = _run_script(compose, role, source, options, database)
+    report.comments_skipped.extend(left_out)
+    return report
 
 
 def _is_privilege_entry(line: str) -> bool:
@@ -86,10 +95,15 @@ def _is_privilege_entry(line: str) -> bool:
 
 
 def _restore_archive(
-    compose: Compose, settings: Settings, dump: dumps.Dump, where: str | None, database: str
-) -> None:
-    command = (*PG_RESTORE_INTO, "-U", settings.user, "-d", database, *location(where))
-    code, text, feed = run_fed(compose, dump, command)
+    compose: Compose, role: str, dump: dumps.Dump, where: str | None, database: str,
+    listing: str | None,
+) -> None:  # fmt: skip
+    with ExitStack() as stack:
+        chosen = ()
+        if listing is not None:
+            chosen = ("-L", stack.enter_context(container_file(compose, listing)))
+        command = (*PG_RESTORE_INTO, "-U", role, "-d", database, *chosen, *location(where))
+        code, text, feed = run_fed(compose, dump, command)
     feed.check()
     if code != 0 and "could not execute query" in text:
         raise BackupError(
@@ -101,7 +115,7 @@ def _restore_archive(
         )
 
 
-def _psql(settings: Settings, source: Source, database: str, plain: bool) -> tuple[str, ...]:
+def _psql(role: str, source: Source, database: str, plain: bool) -> tuple[str, ...]:
     """psql for a load: one transaction, each failed statement undone alone; for plain SQL its
     backslash commands locked out before the file's first line; at the end, a check that the
     session is still in `database` (the transaction fails otherwise)."""
@@ -114,19 +128,19 @@ def _psql(settings: Settings, source: Source, database: str, plain: bool) -> tup
     return (
         "psql", "--no-psqlrc", "--quiet", "--single-transaction", "--output=/dev/null",
         "-v", "ON_ERROR_STOP=0", "-v", "ON_ERROR_ROLLBACK=on", "-v", "ECHO=errors",
-        "-v", "VERBOSITY=verbose", "-U", settings.user, "-d", database,
+        "-v", "VERBOSITY=verbose", "-U", role, "-d", database,
         *lock, "--file=-", "-c", still_here,
     )  # fmt: skip
 
 
 def _run_script(
-    compose: Compose, settings: Settings, source: Source,
+    compose: Compose, role: str, source: Source,
     archive_options: tuple[str, ...] | None, database: str,
 ) -> load_errors.LoadReport:  # fmt: skip
     """SQL into `database` through psql: the plain dump itself, or the script pg_restore makes
     of the archive entries chosen."""
     dump = source.dump
-    psql = _psql(settings, source, database, plain=archive_options is None)
+    psql = _psql(role, source, database, plain=archive_options is None)
     with ExitStack() as stack:
         load_stderr, restore_stderr = (
             stack.enter_context(tempfile.TemporaryFile()) for _ in range(2)
@@ -154,3 +168,17 @@ def _run_script(
         feed.join()
         return verdict.judge(source, feed, load_code, text_of(load_stderr), restore_code,
                              brief(text_of(restore_stderr)))  # fmt: skip
+
+
+def replay_owners(conn: psycopg.Connection, report: load_errors.LoadReport) -> None:
+    """The dump's `ALTER ... OWNER TO role` statements the loader could not run (it is member
+    of no role), run again by the superuser: only those of exactly that form
+    (load_errors.REPLAYABLE_OWNER), which runs no code. One that fails is reported instead."""
+    import psycopg
+
+    for role, statement in report.owner_replays:
+        try:
+            with conn.transaction():
+                conn.execute(statement.encode())
+        except psycopg.Error:
+            report.owners_taken[role] += 1
