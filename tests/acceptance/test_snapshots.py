@@ -11,8 +11,8 @@ import sys
 import psycopg
 import pytest
 
-from devdb.data.space import WAL_HEADROOM_BYTES
 from devdb.data.snapshots import PREFIX, SPARE_PREFIX
+from devdb.data.space import WAL_HEADROOM_BYTES
 from tests.acceptance.fingerprint import fingerprint
 from tests.acceptance.stack import ROOT, SEED_DATABASE, SEED_PASSWORD, SEED_USER, Stack, run
 from tests.acceptance.waiting import wait_until

@@ -1,5 +1,5 @@
 """The whole dump read before anything changes: real archives from pg_dump 15 and 17
-(tests/unit/fixtures), compressed and cut as a failed `pg_dump | gzip` leaves them."""
+(tests/unit/data/restore/fixtures), compressed and cut as a failed `pg_dump | gzip` leaves them."""
 
 from __future__ import annotations
 

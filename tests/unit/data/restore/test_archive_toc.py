@@ -1,5 +1,5 @@
 """An archive's table of contents, read from archives the real pg_dump 15 and 17 wrote
-(tests/unit/fixtures, made with pg_dump -Fc | cat, -Ft, and -Fc to a file), and the walk that
+(tests/unit/data/restore/fixtures, made with pg_dump -Fc | cat, -Ft, and -Fc to a file), and the walk that
 proves a decompressed archive complete."""
 
 from __future__ import annotations
