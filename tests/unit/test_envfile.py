@@ -69,7 +69,8 @@ def test_env_init_force_through_a_symlink_keeps_the_link_and_writes_its_target(t
     assert "mine" not in real.read_text()
     assert stat.S_IMODE(real.stat().st_mode) == 0o600
     assert result.backup.read_text() == "POSTGRES_PASSWORD=mine\n"
-    assert not list(real.parent.glob("*.partial")) and not list(tmp_path.glob("*.partial"))
+    assert not list(real.parent.glob("*.partial"))
+    assert not list(tmp_path.glob("*.partial"))
 
 
 def test_passwords_are_new_each_time(tmp_path):

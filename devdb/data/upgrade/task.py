@@ -23,7 +23,9 @@ The new volume carries labels naming the old volume and image: `--rollback` goes
 `--finish` removes the old volume, and doctor and db-status show that it is kept.
 Interrupted before the switch (Ctrl-C, kill, full disk), the old server runs as before (after a
 kill -9 the next db-up, db-upgrade or --rollback undoes its lockout) and the next `db-upgrade`
-removes the half-made container and volume, proven half-made by their labels, and starts over.
+removes the half-made container and volume, proven half-made by their labels and the run
+the old data directory records as unfinished (see pending.py), and starts over. A finished
+copy is never deleted for you.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Callable
+from contextlib import suppress
 from typing import TYPE_CHECKING
 
 from devdb.base.confirm import confirm
@@ -38,6 +41,8 @@ from devdb.base.errors import ConfigError
 from devdb.compose import envfile
 from devdb.compose.runner import Compose, docker
 from devdb.compose.settings import IMAGE, Settings
+from devdb.data import databases
+from devdb.data.upgrade import pending
 from devdb.data.upgrade.copy import (
     copy_and_prove,
     create_volume,
@@ -49,6 +54,7 @@ from devdb.data.upgrade.plan import (
     RETRY,
     STOP_SECONDS,
     VOLUME_VARIABLE,
+    Plan,
     announcement,
     fresh,
     make_plan,
@@ -56,6 +62,7 @@ from devdb.data.upgrade.plan import (
     waiting,
 )
 from devdb.data.upgrade.switch import record, roll_back, start
+from devdb.stack import lockout
 from devdb.stack.kept import kept_copy
 
 if TYPE_CHECKING:
@@ -79,6 +86,7 @@ def upgrade_task(
         make_way(settings, terminate)  # refused before anything is made
         remove_half_made(settings, plan)
         run = secrets.token_hex(8)
+        pending.mark(settings, plan.new_volume, run)  # before anything is made: see pending.py
         create_volume(settings, plan, run)
         try:
             start_helper(settings, plan, run)
@@ -86,10 +94,10 @@ def upgrade_task(
             copy_and_prove(settings, plan, terminate, console, phases, started)
             stop_helper(plan)
         except BaseException:
+            lockout.reopen(settings)  # if it was released unreloaded; else a harmless reload
             remove_half_made(settings, plan, run)
             raise
-        docker("rm", plan.helper)
-        compose.run("down", "--timeout", str(STOP_SECONDS))  # the old container; never its volume
+        _stop_old(settings, compose, plan, run)
         record(settings, switch)
         start(settings, timeout, console)  # the lock is re-entrant: taken again, not waited for
     seconds = time.monotonic() - started
@@ -100,6 +108,22 @@ def upgrade_task(
         "returns to it, inv db-upgrade --finish removes it."
     )
     return seconds
+
+
+def _stop_old(settings: Settings, compose: Compose, plan: Plan, run: str) -> None:
+    """The old server stops (cleanly) for the switch. Until it has, a failure or Ctrl-C lets
+    clients in again (it was released without a reload and would refuse everyone) and marks
+    the copy unfinished again, so that the next run may replace it."""
+    try:
+        docker("rm", plan.helper)
+        pending.clear(settings)  # the copy is finished: no later run may delete it
+        databases.failpoint("upgrade-stopping")
+        compose.run("down", "--timeout", str(STOP_SECONDS))  # the container; never its volume
+    except BaseException:
+        with suppress(Exception):  # the old server may be stopped already: then it stays
+            pending.mark(settings, plan.new_volume, run)
+        lockout.reopen(settings)
+        raise
 
 
 def rollback_task(
