@@ -523,3 +523,18 @@ def test_ctrl_c_while_the_old_server_stops_lets_clients_in_again(cluster, newer_
     assert done.returncode == 0, done.stderr
     assert major(cluster) == 17
     assert_same(state(cluster), before)
+
+
+def test_a_client_that_calls_itself_pg_isready_is_not_overlooked(cluster, newer_image):
+    """Finding 12: the healthcheck's probe lasts milliseconds; a client of the same name
+    that stays (with a query run or without) could write during the copy: it is named."""
+    with (
+        connect(cluster, application_name="pg_isready") as busy,
+        connect(cluster, application_name="pg_isready"),
+    ):
+        busy.execute("SELECT 1")
+        done = upgrade(cluster, "--image", newer_image, "--yes")
+        assert done.returncode == 2, done.stderr
+        assert "2 other session(s) use database ai_interviewer_db: pg_isready from" in done.stderr
+    assert major(cluster) == 15
+    assert f"{cluster.volume}_pg17" not in volumes(cluster)
