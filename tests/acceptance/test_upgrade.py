@@ -538,3 +538,23 @@ def test_a_client_that_calls_itself_pg_isready_is_not_overlooked(cluster, newer_
         assert "2 other session(s) use database ai_interviewer_db: pg_isready from" in done.stderr
     assert major(cluster) == 15
     assert f"{cluster.volume}_pg17" not in volumes(cluster)
+
+
+def test_the_question_is_asked_without_holding_the_project_lock(cluster, newer_image):
+    """Finding 9: while db-upgrade waits for 'yes', a task that takes the project lock does
+    not wait for the answer; the plan is read again once answered, then the upgrade runs."""
+    import pexpect
+
+    child = pexpect.spawn(sys.executable, ["-m", "invoke", "db-upgrade", "--image", newer_image],
+                          cwd=str(ROOT), env=cluster.env(), encoding="utf-8", timeout=120)  # fmt: skip
+    try:
+        child.expect_exact("Type 'yes' to upgrade: ")
+        other = upgrade(cluster, "--finish", "--yes", timeout=60)  # takes the lock, or waits
+        assert other.returncode == 2, other.stderr
+        assert "no old copy is kept" in other.stderr
+        child.sendline("yes")
+        child.expect(pexpect.EOF, timeout=600)
+    finally:
+        child.close(force=True)
+    assert child.exitstatus == 0, child.before
+    assert major(cluster) == 17

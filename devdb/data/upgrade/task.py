@@ -8,7 +8,8 @@ with its password and attributes, ownerships, privileges, extensions, sequence v
 passes from container to container, never through this process.
 
 The whole run, from plan to final start, holds the project lock (a second run waits, naming the
-first). From the moment the copy starts until the switch or the rollback, the old server lets
+first); only the question is asked with the lock released, and the plan read again after it.
+From the moment the copy starts until the switch or the rollback, the old server lets
 no client but the copy in (see lockout.py), so no write can be lost; databases that allow no
 connections (snapshots) are opened for the copy and closed again on both sides. Before anything
 switches, everything copied is compared, old against new (see proof.py). Any difference
@@ -73,16 +74,24 @@ def upgrade_task(
     settings: Settings, image: str, yes: bool, terminate: bool, timeout: float, console: Console,
     ask: Callable[[str], str] = input,
 ) -> float:  # fmt: skip
-    """`inv db-upgrade --image IMAGE`: copy, prove, switch, start; all under the project lock."""
+    """`inv db-upgrade --image IMAGE`: plan and ask (the lock held only to read the plan: an
+    answer may take minutes, other tasks need not wait for it), then under the lock the plan
+    again (refused if it changed meanwhile), copy, prove, switch, start."""
+    agreed = None if yes else _ask(settings, image, console, ask)
     started = time.monotonic()
     with Compose(settings).exclusive(on_wait=waiting(settings, console)):
         settings = fresh(settings)  # what a run we waited for switched to, not what was
         compose = Compose(settings)
         plan = make_plan(settings, compose, image)
-        console.line(announcement(settings, plan))
+        if agreed is None:
+            console.line(announcement(settings, plan))
+        elif _essentials(settings, plan) != agreed:
+            raise ConfigError(
+                f"the plan changed while you answered ({settings.invocation.dotenv} or the "
+                f"server); nothing was changed: {RETRY} to see the new one."
+            )
         switch = {IMAGE: plan.image, VOLUME_VARIABLE: plan.new_volume}
         envfile.refuse_overridden(switch, settings.invocation.dotenv, RETRY)  # not after the copy
-        confirm("Type 'yes' to upgrade: ", yes, ask, change=f"change {settings.invocation.dotenv}")
         make_way(settings, terminate)  # refused before anything is made
         remove_half_made(settings, plan)
         run = secrets.token_hex(8)
@@ -108,6 +117,27 @@ def upgrade_task(
         "returns to it, inv db-upgrade --finish removes it."
     )
     return seconds
+
+
+def _ask(settings: Settings, image: str, console: Console, ask: Callable[[str], str]) -> tuple:
+    """The plan shown, read under the lock, and confirmed after it is released. Returns what
+    was agreed to (see _essentials)."""
+    with Compose(settings).exclusive(on_wait=waiting(settings, console)):
+        settings = fresh(settings)
+        plan = make_plan(settings, Compose(settings), image)
+    console.line(announcement(settings, plan))
+    switch = {IMAGE: plan.image, VOLUME_VARIABLE: plan.new_volume}
+    envfile.refuse_overridden(switch, settings.invocation.dotenv, RETRY)
+    confirm("Type 'yes' to upgrade: ", False, ask, change=f"change {settings.invocation.dotenv}")
+    return _essentials(settings, plan)
+
+
+def _essentials(settings: Settings, plan: Plan) -> tuple:
+    """What the user agreed to. The size may grow meanwhile (the space is checked again)."""
+    return (
+        settings.invocation.dotenv, settings.volume_name, settings.image, plan.old_major,
+        plan.new_major, plan.image, plan.new_volume, plan.not_carried,
+    )  # fmt: skip
 
 
 def _stop_old(settings: Settings, compose: Compose, plan: Plan, run: str) -> None:
