@@ -40,8 +40,10 @@ def private_file(
 
     The temporary file is created 600 in the same folder (so the rename is atomic and the data
     is never readable by others, not even briefly); on any failure it is removed and `target`
-    is left as it was.
+    is left as it was. A symlinked `target` stays a symlink: the file it points to is rewritten
+    (the one rule for .env, whether env-init or db-upgrade writes it).
     """
+    target = target.resolve()
     with _private_temp(target, mode) as (handle, tmp):
         yield handle, tmp
         _finish(handle, tmp, file_mode)

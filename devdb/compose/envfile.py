@@ -120,7 +120,7 @@ def record(path: Path, values: dict[str, str], header: str, then: str) -> None:
     from dotenv import set_key
 
     refuse_overridden(values, path, then)
-    real = path.resolve()  # through a symlink: the link stays, its target changes
+    real = path.resolve()  # the file a symlink points to: private_file writes it, the link stays
     text = real.read_text(encoding="utf-8") if real.exists() else header
     before = real.stat() if real.exists() else None
     with tempfile.TemporaryDirectory(prefix="devdb-env-") as scratch:  # 700: holds the password

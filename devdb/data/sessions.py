@@ -17,36 +17,69 @@ CROWDED_RETRIES = 5
 
 RETRY_PAUSE_SECONDS = 0.1
 
+PROBE_NAME = "pg_isready"  # the healthcheck's probe names itself so
+PROBE_LOOKS = 5  # a probe lasts milliseconds: gone at the next look, unlike a client
+PROBE_PAUSE_SECONDS = 0.1
+TERMINATE_WAIT_MS = 5000
+
+SESSIONS = (
+    "SELECT pid, coalesce(nullif(application_name, ''), '(no name)'), "
+    "coalesce(host(client_addr), 'local socket'), usename, "
+    "application_name = %s AND coalesce(query, '') = '' AND xact_start IS NULL "
+    "FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid() "
+    "AND backend_type <> 'autovacuum worker'"  # the server ends autovacuum itself
+)
+
 
 def others_on(conn: psycopg.Connection, database: str) -> list[tuple]:
-    return conn.execute(
-        "SELECT pid, coalesce(nullif(application_name, ''), '(no name)'), "
-        "coalesce(host(client_addr), 'local socket'), usename FROM pg_stat_activity "
-        "WHERE datname = %s AND pid <> pg_backend_pid() "
-        # Not clients: autovacuum (the server ends it itself) and the healthcheck's pg_isready,
-        # whose connection lasts milliseconds (the retries of alone_on outwait it).
-        "AND backend_type <> 'autovacuum worker' AND application_name <> 'pg_isready'",
-        [database],
-    ).fetchall()
+    """(pid, name, address, user) of every other session on `database`.
+
+    A session named pg_isready that has run no query and is in no transaction may be the
+    healthcheck's probe: then look again after a pause. Any client can take that name, so
+    one that is still there after every look counts like any other."""
+    found = conn.execute(SESSIONS, [PROBE_NAME, database]).fetchall()
+    for _ in range(PROBE_LOOKS):
+        if not any(row[4] for row in found):
+            break
+        time.sleep(PROBE_PAUSE_SECONDS)
+        found = conn.execute(SESSIONS, [PROBE_NAME, database]).fetchall()
+    return [tuple(row[:4]) for row in found]
 
 
 def make_way(conn: psycopg.Connection, database: str, terminate: bool) -> None:
-    """No other session on `database`: name them and refuse, or end them when asked to."""
+    """No other session on `database`: name them and refuse, or end them when asked to (and
+    refuse, naming them, those that did not end)."""
     others = others_on(conn, database)
     if not others:
         return
     if not terminate:
-        shown = "; ".join(
-            f"{app} from {addr} as {user} (pid {pid})"
-            for pid, app, addr, user in others[:CLIENTS_SHOWN]
-        )
-        more = f" and {len(others) - CLIENTS_SHOWN} more" if len(others) > CLIENTS_SHOWN else ""
         raise ConfigError(
-            f"{len(others)} other session(s) use database {database}: {shown}{more}; close them "
-            "(stop the backend, quit psql) or pass --terminate to end them. Nothing was changed."
+            f"{len(others)} other session(s) use database {database}: {_named(others)}; close "
+            "them (stop the backend, quit psql) or pass --terminate to end them. Nothing was "
+            "changed."
         )
-    for pid, *_ in others:
-        conn.execute("SELECT pg_terminate_backend(%s, 5000)", [pid])
+    alive = [
+        row
+        for row in others
+        if not conn.execute(
+            "SELECT pg_terminate_backend(%s, %s)", [row[0], TERMINATE_WAIT_MS]
+        ).fetchone()[0]
+    ]
+    if alive:
+        raise ConfigError(
+            f"{len(alive)} session(s) on database {database} did not end within "
+            f"{TERMINATE_WAIT_MS // 1000} s of being told to: {_named(alive)}; stop those "
+            "clients yourself, then try again. Nothing was changed."
+        )
+
+
+def _named(sessions: list[tuple]) -> str:
+    shown = "; ".join(
+        f"{app} from {addr} as {user} (pid {pid})"
+        for pid, app, addr, user in sessions[:CLIENTS_SHOWN]
+    )
+    more = f" and {len(sessions) - CLIENTS_SHOWN} more" if len(sessions) > CLIENTS_SHOWN else ""
+    return shown + more
 
 
 def alone_on(

@@ -19,6 +19,8 @@ import json
 import os
 import subprocess
 import time
+from collections.abc import Callable, Sequence
+from contextlib import suppress
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -44,11 +46,14 @@ local replication all reject
 host replication all all reject
 """
 # Run as the server's user in its container; $1 = the first lockout line(s), stdin = marker.
+# The original is copied under a temporary name, then renamed: a copy cut short (full disk)
+# never becomes SAVED, which an undo would move over the intact file.
 ENGAGE = f"""set -e
 cd {DATA_DIR}
 [ ! -e {SAVED} ] || {{ echo "a lockout is already in place" >&2; exit 3; }}
 cat > {MARKER}
-cp -p pg_hba.conf {SAVED}
+cp -p pg_hba.conf {SAVED}.partial
+mv {SAVED}.partial {SAVED}
 cp -p {SAVED} pg_hba.conf.devdb-new
 {{ printf '%s' "$1"; cat {SAVED}; }} > pg_hba.conf.devdb-new
 mv pg_hba.conf.devdb-new pg_hba.conf
@@ -73,13 +78,13 @@ def engage(settings: Settings, conn: psycopg.Connection, helper_address: str) ->
         ).fetchall()
     ]
     marker = json.dumps({"opened": opened})
-    _in_server(settings, ENGAGE, RULES.format(helper=helper_address), stdin=marker)
-    try:
+    try:  # ENGAGE too: Ctrl-C or a timeout kills the docker CLI, not the script in the server
+        in_server(settings, ENGAGE, RULES.format(helper=helper_address), stdin=marker)
         _wait_refused(settings)
         for database in opened:
             execute(conn, "ALTER DATABASE {} WITH ALLOW_CONNECTIONS true", database)
     except BaseException:  # Ctrl-C or a failure halfway: nothing of it stays
-        release(settings, conn, opened, reload=True)
+        undo_now(settings, conn, opened)
         raise
     return opened
 
@@ -87,13 +92,44 @@ def engage(settings: Settings, conn: psycopg.Connection, helper_address: str) ->
 def release(
     settings: Settings, conn: psycopg.Connection | None, opened: list[str], reload: bool
 ) -> None:
-    """Close the opened databases again and put the original pg_hba.conf back. Without
-    `reload` the running server keeps refusing (it is about to stop); its data directory is
-    clean for whoever starts it next."""
+    """Put the original pg_hba.conf back, then close the opened databases again. Each step is
+    tried even if the one before failed (a dead `conn` must not keep the file locked); the
+    first failure is raised after all of them.
+
+    The marker goes only with `reload`, once every step worked: otherwise the next db-up
+    undoes what is left. Without `reload` the running server keeps refusing (it is about to
+    stop) and the marker stays until it has: a failure or kill before that is undone by
+    reopen or the next db-up, never left as a server that refuses everyone."""
+    failures: list[Exception] = []
+    _attempt(failures, in_server, settings, RESTORE, "reload" if reload else "")
     if conn is not None:
-        _close(conn, opened)
-    _in_server(settings, RESTORE, "reload" if reload else "")
-    _in_server(settings, f"rm -f {DATA_DIR}/{MARKER}")
+        _attempt(failures, _close, conn, opened)
+    if failures:
+        raise failures[0]
+    if reload:
+        in_server(settings, f"rm -f {DATA_DIR}/{MARKER}")
+
+
+def undo_now(
+    settings: Settings, conn: psycopg.Connection | None = None, opened: Sequence[str] = ()
+) -> None:
+    """release with reload on a path that is already failing: best effort, never raising (the
+    original error is what the user must see; what fails here the marker leaves to db-up)."""
+    with suppress(Exception):
+        release(settings, conn, list(opened), reload=True)
+
+
+def reopen(settings: Settings) -> None:
+    """After release without reload, when the old server is not stopped after all (a failure
+    or Ctrl-C before `compose down` finished): it reads the original pg_hba.conf again now."""
+    undo_now(settings)
+
+
+def _attempt(failures: list[Exception], step: Callable[..., object], *args: object) -> None:
+    try:
+        step(*args)
+    except Exception as exc:
+        failures.append(exc)
 
 
 def undo_files(settings: Settings, facts: VolumeFacts | None) -> list[str] | None:
@@ -104,7 +140,7 @@ def undo_files(settings: Settings, facts: VolumeFacts | None) -> list[str] | Non
     found = _marker(settings, facts)
     if found is None:
         return None
-    _in_server(settings, RESTORE, "reload")
+    in_server(settings, RESTORE, "reload")
     return found
 
 
@@ -115,7 +151,7 @@ def undo_databases(settings: Settings, opened: list[str] | None) -> None:
     _wait_admitted(settings)
     with maintenance(settings, "devdb-upgrade-undo") as conn:
         _close(conn, opened)
-    _in_server(settings, f"rm -f {DATA_DIR}/{MARKER}")
+    in_server(settings, f"rm -f {DATA_DIR}/{MARKER}")
 
 
 def undo_leftover(settings: Settings) -> None:
@@ -136,7 +172,7 @@ def _marker(settings: Settings, facts: VolumeFacts | None) -> list[str] | None:
         text = path.read_text(encoding="utf-8") if path.exists() else None
     else:
         try:
-            text = _in_server(settings, f"cat {DATA_DIR}/{MARKER} 2>/dev/null || true") or None
+            text = in_server(settings, f"cat {DATA_DIR}/{MARKER} 2>/dev/null || true") or None
         except DevDbError:
             return None  # no container to look into: nothing runs with a lockout
     if text is None:
@@ -179,7 +215,8 @@ def _wait_admitted(settings: Settings) -> None:
             time.sleep(0.1)
 
 
-def _in_server(settings: Settings, script: str, *args: str, stdin: str | None = None) -> str:
+def in_server(settings: Settings, script: str, *args: str, stdin: str | None = None) -> str:
+    """`script` run by sh as the server's user in the running container (its data directory)."""
     argv = ["docker", "exec", "-i", "-u", "postgres", settings.container_name,
             "sh", "-c", script, "sh", *args]  # fmt: skip
     with cli_found("docker"):

@@ -469,3 +469,92 @@ def test_a_client_writing_during_the_upgrade_never_loses_a_write(cluster, newer_
         kept = {row[0] for row in conn.execute("SELECT n FROM app.writes").fetchall()}
     lost = sorted(set(committed) - kept)
     assert lost == [], f"{len(lost)} committed write(s) lost: {lost[:10]}"
+
+
+# A cold review's findings (issue 21) -----------------------------------------------------
+
+
+def test_a_finished_copy_is_never_deleted_by_a_later_upgrade(cluster, newer_image):
+    """Finding 5: upgraded, worked on in 17, the env file set back to the old data by hand,
+    db-upgrade again: the 17 copy carries the labels of a half-made one, but no unfinished
+    run is recorded for it, so it is refused, named, and kept with everything in it."""
+    assert upgrade(cluster, "--image", newer_image, "--yes").returncode == 0
+    with connect(cluster) as conn:
+        conn.execute("INSERT INTO app.people (name) VALUES ('weeks of work in 17')")
+    switched = cluster.env_file.read_text()
+    copy = f"{cluster.volume}_pg17"
+    assert f"POSTGRES_VOLUME={copy}" in switched
+    assert cluster.inv("db-down").returncode == 0
+    cluster.env_file.write_text(f"POSTGRES_IMAGE={IMAGE}\n")  # back by hand
+    cluster.up()
+    assert major(cluster) == 15
+    done = upgrade(cluster, "--image", newer_image, "--yes")
+    assert done.returncode == 2, done.stderr
+    assert f"a volume {copy} exists" in done.stderr
+    assert "never deleted for you" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert copy in volumes(cluster)
+    assert major(cluster) == 15  # and the old server lets clients in
+    assert cluster.inv("db-down").returncode == 0
+    cluster.env_file.write_text(switched)
+    cluster.up()
+    with connect(cluster) as conn:
+        assert conn.execute(
+            "SELECT count(*) FROM app.people WHERE name = 'weeks of work in 17'"
+        ).fetchone() == (1,)
+
+
+def test_ctrl_c_while_the_old_server_stops_lets_clients_in_again(cluster, newer_image):
+    """Finding 6: after the proof the old server's pg_hba.conf is the original on disk but
+    its rules in memory still refuse everyone, until it stops. Ctrl-C before it has: it
+    reads the file again (clients get in), and the next run replaces the copy."""
+    before = state(cluster)
+    process = _upgrade_process(cluster, newer_image, DEVDB_FAILPOINT="upgrade-stopping")
+    said = ""
+    while "failpoint upgrade-stopping" not in said:
+        line = process.stdout.readline()
+        assert line, f"ended before the failpoint: {said} {process.stderr.read()}"
+        said += line
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=120) != 0
+    assert major(cluster) == 15  # a login works: the lockout is gone from memory too
+    assert_same(state(cluster), before)
+    done = upgrade(cluster, "--image", newer_image, "--yes")  # the copy counts as unfinished
+    assert done.returncode == 0, done.stderr
+    assert major(cluster) == 17
+    assert_same(state(cluster), before)
+
+
+def test_a_client_that_calls_itself_pg_isready_is_not_overlooked(cluster, newer_image):
+    """Finding 12: the healthcheck's probe lasts milliseconds; a client of the same name
+    that stays (with a query run or without) could write during the copy: it is named."""
+    with (
+        connect(cluster, application_name="pg_isready") as busy,
+        connect(cluster, application_name="pg_isready"),
+    ):
+        busy.execute("SELECT 1")
+        done = upgrade(cluster, "--image", newer_image, "--yes")
+        assert done.returncode == 2, done.stderr
+        assert "2 other session(s) use database ai_interviewer_db: pg_isready from" in done.stderr
+    assert major(cluster) == 15
+    assert f"{cluster.volume}_pg17" not in volumes(cluster)
+
+
+def test_the_question_is_asked_without_holding_the_project_lock(cluster, newer_image):
+    """Finding 9: while db-upgrade waits for 'yes', a task that takes the project lock does
+    not wait for the answer; the plan is read again once answered, then the upgrade runs."""
+    import pexpect
+
+    child = pexpect.spawn(sys.executable, ["-m", "invoke", "db-upgrade", "--image", newer_image],
+                          cwd=str(ROOT), env=cluster.env(), encoding="utf-8", timeout=120)  # fmt: skip
+    try:
+        child.expect_exact("Type 'yes' to upgrade: ")
+        other = upgrade(cluster, "--finish", "--yes", timeout=60)  # takes the lock, or waits
+        assert other.returncode == 2, other.stderr
+        assert "no old copy is kept" in other.stderr
+        child.sendline("yes")
+        child.expect(pexpect.EOF, timeout=600)
+    finally:
+        child.close(force=True)
+    assert child.exitstatus == 0, child.before
+    assert major(cluster) == 17

@@ -22,6 +22,7 @@ from devdb.compose.runner import docker
 from devdb.compose.settings import DATA_DIR, Settings
 from devdb.data import databases
 from devdb.data.restore import load_errors
+from devdb.data.upgrade import pending
 from devdb.data.upgrade.plan import COMPOSE_VOLUME_KEY, STOP_SECONDS, Plan, make_way_on
 from devdb.data.upgrade.proof import (
     Psql,
@@ -48,28 +49,32 @@ class UpgradeError(DevDbError):
 
 
 def remove_half_made(settings: Settings, plan: Plan, run: str | None = None) -> None:
-    """The helper container and the new volume of a run that did not switch (or of `run`):
-    removed only when their labels prove that this project's db-upgrade made them from this
-    volume (and, for `run`, in this run); anything else of those names is refused, untouched."""
+    """The helper container and the new volume of `run`, or of the run the old data directory
+    records as unfinished (see pending.py): removed only when their labels say this project's
+    db-upgrade made them from this volume in that run. Anything else of those names (a
+    finished copy someone may have worked on too) is refused, named, untouched."""
+    given = run
+    run = run or pending.recorded(settings, plan.new_volume)
     helper = _container_labels(plan.helper)
     if helper is not None:
-        if helper.get(HELPER_OF) != settings.project or (run and helper.get(RUN) != run):
-            raise _not_ours(settings, f"a container {plan.helper}", run)
+        if helper.get(HELPER_OF) != settings.project or helper.get(RUN) != run:
+            raise _not_ours(settings, f"a container {plan.helper}", given)
         subprocess.run(["docker", "rm", "-f", plan.helper], capture_output=True, check=False)
     labels = volume_labels(plan.new_volume)
     if labels is None:
         return
     users = docker("ps", "-aq", "--filter", f"volume={plan.new_volume}").split()
     if users:  # a server on it: live data, whatever its labels say
-        raise _not_ours(settings, f"a volume {plan.new_volume} in use by a container", run)
+        raise _not_ours(settings, f"a volume {plan.new_volume} in use by a container", given)
     made_here = (
         labels.get("com.docker.compose.project") == settings.project
         and labels.get(FROM_VOLUME) == settings.volume_name
         and plan.new_volume != settings.volume_name
-        and (run is None or labels.get(RUN) == run)
     )
     if not made_here:
-        raise _not_ours(settings, f"a volume {plan.new_volume}", run)
+        raise _not_ours(settings, f"a volume {plan.new_volume}", given)
+    if run is None or labels.get(RUN) != run:
+        raise _finished(settings, plan.new_volume, given)
     docker("volume", "rm", plan.new_volume)
 
 
@@ -80,6 +85,18 @@ def _not_ours(settings: Settings, what: str, run: str | None) -> ConfigError:
         f"{what} exists that inv db-upgrade did not make from {settings.volume_name} (its "
         "labels say so); rename or remove it yourself if it is not needed, then run "
         "inv db-upgrade again. Nothing was changed."
+    )
+
+
+def _finished(settings: Settings, volume: str, run: str | None) -> ConfigError:
+    if run:
+        return _not_ours(settings, f"a volume {volume}", run)
+    return ConfigError(
+        f"a volume {volume} exists, made from {settings.volume_name} by an earlier inv "
+        "db-upgrade that finished its copy (it may have been in use since, e.g. before the env "
+        "file was set back by hand): it is never deleted for you. Keep its data with inv "
+        f"db-backup after switching to it, or remove it yourself (docker volume rm {volume}) "
+        "if it is not needed, then run inv db-upgrade again. Nothing was changed."
     )
 
 
@@ -159,9 +176,10 @@ def copy_and_prove(
             refuse_differences(found + differences_in_cluster(old, new))
             phases["proven equal"] = time.monotonic() - started
         except BaseException:
-            lockout.release(settings, conn, opened, reload=True)
+            lockout.undo_now(settings, conn, opened)
             raise
-        # The old server keeps refusing until it stops (no reload); its files are clean.
+        # The old server keeps refusing until it stops (no reload; the task reopens it if it
+        # does not stop after all); its pg_hba.conf is the original again.
         lockout.release(settings, conn, opened, reload=False)
 
 

@@ -8,7 +8,8 @@ with its password and attributes, ownerships, privileges, extensions, sequence v
 passes from container to container, never through this process.
 
 The whole run, from plan to final start, holds the project lock (a second run waits, naming the
-first). From the moment the copy starts until the switch or the rollback, the old server lets
+first); only the question is asked with the lock released, and the plan read again after it.
+From the moment the copy starts until the switch or the rollback, the old server lets
 no client but the copy in (see lockout.py), so no write can be lost; databases that allow no
 connections (snapshots) are opened for the copy and closed again on both sides. Before anything
 switches, everything copied is compared, old against new (see proof.py). Any difference
@@ -23,7 +24,9 @@ The new volume carries labels naming the old volume and image: `--rollback` goes
 `--finish` removes the old volume, and doctor and db-status show that it is kept.
 Interrupted before the switch (Ctrl-C, kill, full disk), the old server runs as before (after a
 kill -9 the next db-up, db-upgrade or --rollback undoes its lockout) and the next `db-upgrade`
-removes the half-made container and volume, proven half-made by their labels, and starts over.
+removes the half-made container and volume, proven half-made by their labels and the run
+the old data directory records as unfinished (see pending.py), and starts over. A finished
+copy is never deleted for you.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Callable
+from contextlib import suppress
 from typing import TYPE_CHECKING
 
 from devdb.base.confirm import confirm
@@ -38,6 +42,8 @@ from devdb.base.errors import ConfigError
 from devdb.compose import envfile
 from devdb.compose.runner import Compose, docker
 from devdb.compose.settings import IMAGE, Settings
+from devdb.data import databases
+from devdb.data.upgrade import pending
 from devdb.data.upgrade.copy import (
     copy_and_prove,
     create_volume,
@@ -49,6 +55,7 @@ from devdb.data.upgrade.plan import (
     RETRY,
     STOP_SECONDS,
     VOLUME_VARIABLE,
+    Plan,
     announcement,
     fresh,
     make_plan,
@@ -56,6 +63,7 @@ from devdb.data.upgrade.plan import (
     waiting,
 )
 from devdb.data.upgrade.switch import record, roll_back, start
+from devdb.stack import lockout
 from devdb.stack.kept import kept_copy
 
 if TYPE_CHECKING:
@@ -66,19 +74,28 @@ def upgrade_task(
     settings: Settings, image: str, yes: bool, terminate: bool, timeout: float, console: Console,
     ask: Callable[[str], str] = input,
 ) -> float:  # fmt: skip
-    """`inv db-upgrade --image IMAGE`: copy, prove, switch, start; all under the project lock."""
+    """`inv db-upgrade --image IMAGE`: plan and ask (the lock held only to read the plan: an
+    answer may take minutes, other tasks need not wait for it), then under the lock the plan
+    again (refused if it changed meanwhile), copy, prove, switch, start."""
+    agreed = None if yes else _ask(settings, image, console, ask)
     started = time.monotonic()
     with Compose(settings).exclusive(on_wait=waiting(settings, console)):
         settings = fresh(settings)  # what a run we waited for switched to, not what was
         compose = Compose(settings)
         plan = make_plan(settings, compose, image)
-        console.line(announcement(settings, plan))
+        if agreed is None:
+            console.line(announcement(settings, plan))
+        elif _essentials(settings, plan) != agreed:
+            raise ConfigError(
+                f"the plan changed while you answered ({settings.invocation.dotenv} or the "
+                f"server); nothing was changed: {RETRY} to see the new one."
+            )
         switch = {IMAGE: plan.image, VOLUME_VARIABLE: plan.new_volume}
         envfile.refuse_overridden(switch, settings.invocation.dotenv, RETRY)  # not after the copy
-        confirm("Type 'yes' to upgrade: ", yes, ask, change=f"change {settings.invocation.dotenv}")
         make_way(settings, terminate)  # refused before anything is made
         remove_half_made(settings, plan)
         run = secrets.token_hex(8)
+        pending.mark(settings, plan.new_volume, run)  # before anything is made: see pending.py
         create_volume(settings, plan, run)
         try:
             start_helper(settings, plan, run)
@@ -86,10 +103,10 @@ def upgrade_task(
             copy_and_prove(settings, plan, terminate, console, phases, started)
             stop_helper(plan)
         except BaseException:
+            lockout.reopen(settings)  # if it was released unreloaded; else a harmless reload
             remove_half_made(settings, plan, run)
             raise
-        docker("rm", plan.helper)
-        compose.run("down", "--timeout", str(STOP_SECONDS))  # the old container; never its volume
+        _stop_old(settings, compose, plan, run)
         record(settings, switch)
         start(settings, timeout, console)  # the lock is re-entrant: taken again, not waited for
     seconds = time.monotonic() - started
@@ -100,6 +117,43 @@ def upgrade_task(
         "returns to it, inv db-upgrade --finish removes it."
     )
     return seconds
+
+
+def _ask(settings: Settings, image: str, console: Console, ask: Callable[[str], str]) -> tuple:
+    """The plan shown, read under the lock, and confirmed after it is released. Returns what
+    was agreed to (see _essentials)."""
+    with Compose(settings).exclusive(on_wait=waiting(settings, console)):
+        settings = fresh(settings)
+        plan = make_plan(settings, Compose(settings), image)
+    console.line(announcement(settings, plan))
+    switch = {IMAGE: plan.image, VOLUME_VARIABLE: plan.new_volume}
+    envfile.refuse_overridden(switch, settings.invocation.dotenv, RETRY)
+    confirm("Type 'yes' to upgrade: ", False, ask, change=f"change {settings.invocation.dotenv}")
+    return _essentials(settings, plan)
+
+
+def _essentials(settings: Settings, plan: Plan) -> tuple:
+    """What the user agreed to. The size may grow meanwhile (the space is checked again)."""
+    return (
+        settings.invocation.dotenv, settings.volume_name, settings.image, plan.old_major,
+        plan.new_major, plan.image, plan.new_volume, plan.not_carried,
+    )  # fmt: skip
+
+
+def _stop_old(settings: Settings, compose: Compose, plan: Plan, run: str) -> None:
+    """The old server stops (cleanly) for the switch. Until it has, a failure or Ctrl-C lets
+    clients in again (it was released without a reload and would refuse everyone) and marks
+    the copy unfinished again, so that the next run may replace it."""
+    try:
+        docker("rm", plan.helper)
+        pending.clear(settings)  # the copy is finished: no later run may delete it
+        databases.failpoint("upgrade-stopping")
+        compose.run("down", "--timeout", str(STOP_SECONDS))  # the container; never its volume
+    except BaseException:
+        with suppress(Exception):  # the old server may be stopped already: then it stays
+            pending.mark(settings, plan.new_volume, run)
+        lockout.reopen(settings)
+        raise
 
 
 def rollback_task(

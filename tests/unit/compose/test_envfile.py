@@ -57,6 +57,22 @@ def test_env_init_force_never_overwrites_an_earlier_bak(tmp_path):
     assert all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in kept)
 
 
+def test_env_init_force_through_a_symlink_keeps_the_link_and_writes_its_target(tmp_path):
+    """The same rule as record: a symlinked .env stays a link (finding 15b)."""
+    real = tmp_path / "config" / "dev.env"
+    real.parent.mkdir()
+    real.write_text("POSTGRES_PASSWORD=mine\n")
+    link = tmp_path / ".env"
+    link.symlink_to(real)
+    result = env_init(link, force=True)
+    assert link.is_symlink()
+    assert "mine" not in real.read_text()
+    assert stat.S_IMODE(real.stat().st_mode) == 0o600
+    assert result.backup.read_text() == "POSTGRES_PASSWORD=mine\n"
+    assert not list(real.parent.glob("*.partial"))
+    assert not list(tmp_path.glob("*.partial"))
+
+
 def test_passwords_are_new_each_time(tmp_path):
     first, second = tmp_path / "a", tmp_path / "b"
     env_init(first, False)
