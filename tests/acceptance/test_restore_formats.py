@@ -403,8 +403,13 @@ def test_a_restore_interrupted_during_the_load_changes_nothing(stack, tmp_path):
     with stack.connect() as conn:
         conn.execute("DROP TABLE bulk")
     before = fingerprint(stack)
-    restore = start_restore(stack, dump)
-    wait_until(lambda: work_copies(stack), bool, what="the load under way", timeout=30)
+    restore = start_restore(stack, dump, DEVDB_FAILPOINT="restore-loading")
+    said = ""
+    while "failpoint restore-loading" not in said:  # psql is loading; the task waits here
+        line = restore.stdout.readline()
+        assert line, f"the restore ended before its failpoint: {said} {restore.stderr.read()}"
+        said += line
+    assert work_copies(stack)  # the load under way
     restore.send_signal(signal.SIGINT)  # Ctrl-C
     _, errors = restore.communicate(timeout=60)
     assert restore.returncode == 130, errors

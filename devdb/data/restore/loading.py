@@ -24,6 +24,7 @@ from devdb.base.errors import ConfigError
 from devdb.base.render import brief
 from devdb.compose.runner import Compose
 from devdb.data.backup import BackupError
+from devdb.data.databases import failpoint
 from devdb.data.restore import dumps, extensions, inspection, load_errors, verdict
 from devdb.data.restore.plumbing import (
     NOTHING_CHANGED,
@@ -163,6 +164,7 @@ def _run_script(
             )
             feed.start(loader.stdin)
         stack.callback(stop, loader, restorer)  # Ctrl-C: stop feeding; the swap never happens
+        failpoint("restore-loading")  # tests: Ctrl-C here, the load still running
         load_code = loader.wait()
         restore_code = restorer.wait() if restorer else 0
         feed.join()
