@@ -60,14 +60,19 @@ def container_id(stack: Stack) -> str:
 
 
 def agree_both_ways(stack: Stack, cwd: Path, env: dict[str, str], inv: Callable) -> None:
-    """Plain `up -d` then `inv db-up` then plain again: the same container all along."""
-    plain = run(["docker", "compose", "up", "--detach", "postgres"], env=env, cwd=cwd)
+    """Plain `up -d` then `inv db-up` then plain again: the same container all along.
+
+    With DEVDB_ENV_FILE the tasks pass that file to Compose as `--env-file`; plain Compose is
+    given the same (else it reads the checkout's own .env, which `inv setup` fills)."""
+    chosen = ["--env-file", env["DEVDB_ENV_FILE"]] if "DEVDB_ENV_FILE" in env else []
+    up = ["docker", "compose", *chosen, "up", "--detach", "postgres"]
+    plain = run(up, env=env, cwd=cwd)
     assert plain.returncode == 0, plain.stderr
     first = container_id(stack)
     done = inv("db-up")
     assert done.returncode == 0, done.stderr
     assert container_id(stack) == first, "db-up recreated the container plain Compose made"
-    plain = run(["docker", "compose", "up", "--detach", "postgres"], env=env, cwd=cwd)
+    plain = run(up, env=env, cwd=cwd)
     assert plain.returncode == 0, plain.stderr
     assert container_id(stack) == first, "plain Compose recreated the container db-up left"
 
