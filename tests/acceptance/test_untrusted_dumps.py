@@ -52,8 +52,10 @@ def before_trailer(text: str, addition: str) -> str:
     return text.replace(marker, addition + "\n" + marker)
 
 
-def assert_refused(stack: Stack, done, before: dict, *words: str) -> None:
-    assert done.returncode == 2, f"{done.returncode} {done.stdout} {done.stderr}"
+def assert_refused(stack: Stack, done, before: dict, *words: str, code: int = 2) -> None:
+    """Exit `code` (2: refused before anything changed), one line naming `words`, no
+    traceback, the database as it was."""
+    assert done.returncode == code, f"{done.returncode} {done.stdout} {done.stderr}"
     line = done.stderr.strip()
     assert len(line.splitlines()) == 1, line
     assert "Traceback" not in done.stderr
@@ -244,13 +246,8 @@ def test_a_function_with_a_begin_atomic_body_restores(stack, tmp_path):
 
 
 def assert_failed_and_unchanged(stack: Stack, done, before: dict, *words: str) -> None:
-    assert done.returncode == 1, f"{done.returncode} {done.stdout} {done.stderr}"
-    line = done.stderr.strip()
-    assert len(line.splitlines()) == 1, line
-    assert "Traceback" not in done.stderr
-    for word in words:
-        assert word in line, line
-    assert fingerprint(stack) == before
+    """The server refused a statement of the load (exit 1); nothing changed, no loader left."""
+    assert_refused(stack, done, before, *words, code=1)
     assert no_loader_left(stack)
 
 

@@ -48,7 +48,7 @@ TRIGGERS = (b"copy", b"create", b"alter", b"drop", b"reset", b"discard", b"set_c
             b"pg_settings", b"standard_conforming_strings", b"client_encoding")  # fmt: skip
 VARIABLE_USE = re.compile(rb":['\"]?(?:" + b"|".join(sorted(PSQL_VARIABLES)) + rb")")
 TRIGGER_SPAN = 40
-SPOOL_MEMORY = 64 * 1024 * 1024  # a longer COPY block waits in a temporary file
+SPOOL_MEMORY = 8 * 1024 * 1024  # a longer COPY block waits in a temporary file (flat memory)
 RESTRICT_LINE = re.compile(rb"\\(un)?restrict ([A-Za-z0-9]+)\r?")
 
 
