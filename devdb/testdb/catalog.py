@@ -13,7 +13,11 @@ from psycopg import Connection, errors, sql
 # Advisory lock purposes (the first number of the pair).
 LOCK_USE = 0x64766401  # shared by every process using a template; exclusive to drop it
 LOCK_BUILD = 0x64766402  # the one process building a template
-LOCK_REFILL = 0x64766403  # the one process refilling the warm pool
+LOCK_REFILL = 0x64766410  # + slot: the processes refilling the warm pool side by side
+
+
+def refill_lock(slot: int) -> int:
+    return LOCK_REFILL + slot
 
 
 def server_major(conn: Connection) -> int:

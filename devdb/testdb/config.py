@@ -3,7 +3,7 @@
 [tool.devdb.test]
 migrate = "alembic upgrade head"          # a shell command; none: an empty database
 watch = ["alembic/**/*.py", "app/models/**/*.py"]   # globs, relative to the pyproject
-pool = 4                                  # clones kept ready (0: none)
+pool = 16                                 # clones kept ready between runs (0: none)
 migrate_timeout = 300                     # seconds before migrate is stopped
 """
 
@@ -15,8 +15,8 @@ from pathlib import Path
 from devdb.base.errors import ConfigError
 
 SECTION = "[tool.devdb.test]"
-DEFAULT_POOL = 4
-MAX_POOL = 64
+DEFAULT_POOL = 16
+MAX_POOL = 1000
 DEFAULT_MIGRATE_TIMEOUT = 600.0
 KNOWN_KEYS = ("migrate", "watch", "pool", "migrate_timeout")
 

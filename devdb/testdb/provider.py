@@ -4,7 +4,7 @@ Start: find or start the test server (Compose), open the heartbeat connection th
 process alive, drop the leftovers of killed runs, find or build the template, start the janitor.
 Then `checkout` hands out a clone (from the warm pool when it has one) and `release` drops it
 in the background. `close` drops everything this process made; the pool and the template stay
-for the next run.
+for the next run, and a detached process brings the pool back to its size (refill.py).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import itertools
 from contextlib import suppress
 
-from devdb.testdb import catalog, names, pool, template
+from devdb.testdb import catalog, names, pool, refill, template
 from devdb.testdb.config import TestConfig
 from devdb.testdb.database import TestDatabase
 from devdb.testdb.key import template_key
@@ -64,10 +64,14 @@ class Provider:
         if self._janitor.error is not None:
             raise self._janitor.error
         name = names.clone(self.owner, next(self._numbers))
-        if self.config.pool == 0 or not pool.claim(self._admin, self.key, name):
-            catalog.create(self._admin, name, self.template, self._file_copy)
+        self._clone(name)
         self._janitor.wake()
         return self._database(name)
+
+    def _clone(self, name: str) -> None:
+        """`name` made a clone of the template: a ready one renamed, else a CREATE now."""
+        if self.config.pool == 0 or not pool.claim(self._admin, self.key, name):
+            catalog.create(self._admin, name, self.template, self._file_copy)
 
     def release(self, database: TestDatabase) -> None:
         self._janitor.drop_later(database.name)
@@ -79,22 +83,34 @@ class Provider:
         catalog.rename(self._admin, database.name, kept)
         return self._database(kept)
 
+    def _start_top_up(self) -> None:
+        size = self.config.pool
+        if pool.ready_count(self._admin, self.key) != size:
+            s = self.server
+            refill.start(refill.Order(
+                s.host, s.port, s.user, s.password, s.maintenance_db, self.key, self.template,
+                size, self._file_copy,
+            ))  # fmt: skip
+
     def session_database(self) -> TestDatabase:
         """devdb_session's database: one clone per process, its tests roll back."""
         if self._session_db is None:
             name = names.session(self.owner)
-            catalog.create(self._admin, name, self.template, self._file_copy)
+            self._clone(name)
             self._session_db = self._database(name)
         return self._session_db
 
     def close(self) -> None:
-        """Drop every database of this process (open sessions ended); the pool stays."""
+        """Drop every database of this process (open sessions ended); the pool stays, and is
+        topped up to its steady size by a detached process (refill.py)."""
         with suppress(Exception):
             self._janitor.stop()
         with suppress(Exception):
             for name in catalog.databases(self._admin, f"{names.CLONE}{self.owner}_"):
                 catalog.drop(self._admin, name)
             catalog.drop(self._admin, names.session(self.owner))
+        with suppress(Exception):
+            self._start_top_up()
         for conn in (self._admin, self._heartbeat):
             with suppress(Exception):
                 conn.close()

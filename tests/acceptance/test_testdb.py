@@ -12,6 +12,7 @@ import importlib.metadata
 import importlib.util
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -167,9 +168,15 @@ def test_example_suite_passes_under_xdist(testdb_stack: Stack, tmp_path: Path, m
     done = run_example(testdb_stack, folder, "-o", f"asyncio_mode={mode}")
     assert done.returncode == 0, outcome(done)
     assert "26 passed" in done.stdout
+    assert own(plugin_databases(testdb_stack)) == []
+    # What stays for the next run: the template and a full warm pool (pool = 4), nothing else;
+    # the pool is topped up to its size after the run, in the background.
+    wait_until(
+        lambda: len([n for n in plugin_databases(testdb_stack) if n.startswith("devdb_pool_")]),
+        lambda count: count >= 4, what="the pool topped up to 4", timeout=60,
+    )  # fmt: skip
+    time.sleep(1)  # a second refiller (the other worker's) would overshoot now, if at all
     left = plugin_databases(testdb_stack)
-    assert own(left) == []
-    # What stays for the next run: the template and a full warm pool (pool = 4), nothing else.
     templates = [n for n in left if n.startswith("devdb_tpl_")]
     assert len(templates) == 1
     key = templates[0].removeprefix("devdb_tpl_")
@@ -191,6 +198,26 @@ def test_databases_with_open_connections_are_dropped_too(testdb_stack: Stack, tm
     done = run_example(testdb_stack, folder, "tests/test_leaks.py")
     assert done.returncode == 0, outcome(done)
     assert own(plugin_databases(testdb_stack)) == []
+
+
+def test_the_pool_keeps_its_size_between_runs(testdb_stack: Stack, tmp_path: Path):
+    """After each run the pool is brought to `pool` in the background: grown, shrunk, emptied."""
+    folder = example_copy(tmp_path)
+    pyproject = folder / "pyproject.toml"
+
+    def ready() -> int:
+        return len([n for n in plugin_databases(testdb_stack) if n.startswith("devdb_pool_")])
+
+    for size in (7, 2, 0):
+        pyproject.write_text(re.sub(r"(?m)^pool = \d+$", f"pool = {size}", pyproject.read_text()))
+        done = run_example(testdb_stack, folder, "-k", "urls or migrated")
+        assert done.returncode == 0, outcome(done)
+        wait_until(ready, lambda count, size=size: count == size, what=f"a pool of {size}")
+        time.sleep(1)  # nothing overshoots once it is there
+        assert ready() == size
+        assert own(plugin_databases(testdb_stack)) == []
+    pyproject.write_text(re.sub(r"(?m)^pool = \d+$", "pool = 4", pyproject.read_text()))
+    assert run_example(testdb_stack, folder, "-k", "urls").returncode == 0
 
 
 def test_template_is_built_once_and_rebuilt_only_when_a_watched_file_changes(

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+from psycopg.conninfo import conninfo_to_dict
 
 from devdb.base.errors import ConfigError
 from devdb.testdb import config, key, migrate, names
@@ -137,9 +138,17 @@ def test_migrate_is_stopped_at_its_timeout_with_its_children(tmp_path: Path):
 def test_database_urls_escape_and_shown_has_no_password():
     database = TestDatabase("devdb_t_x", "127.0.0.1", 5555, "us@r", "p@ss/word:%")
     assert (
-        database.url == "postgresql+asyncpg://us%40r:p%40ss%2Fword%3A%25@127.0.0.1:5555/devdb_t_x"
+        database.url
+        == "postgresql+asyncpg://us%40r:p%40ss%2Fword%3A%25@127.0.0.1:5555/devdb_t_x?ssl=disable"
     )
     assert database.sync_url.startswith("postgresql+psycopg://")
-    assert database.dsn.startswith("postgresql://")
+    assert database.sync_url.endswith("/devdb_t_x?sslmode=disable")
+    parsed = conninfo_to_dict(database.dsn)  # libpq's own reading of it
+    assert (parsed["user"], parsed["password"], parsed["dbname"]) == (
+        "us@r",
+        "p@ss/word:%",
+        "devdb_t_x",
+    )
+    assert parsed["sslmode"] == "disable"  # no TLS round trip: the test server has none
     assert "p%40ss" not in database.shown
     assert "p@ss" not in repr(database)

@@ -1,0 +1,90 @@
+"""The pool's top-up after a run, in a detached process: no run waits for the next run's clones.
+
+`start` is called when a pytest process ends (Provider.close); it launches
+`python -m devdb.testdb.refill` detached from pytest (its own session, no terminal, output
+discarded) and returns at once. That process clones the template until the pool holds its
+steady size (or drops what a smaller `pool` leaves over), then exits. It is best effort and never a danger: it holds the template's USE lock
+(shared) so that no run drops the template under it, every statement has a timeout, the whole
+top-up a deadline, and if it fails or is killed the next run's janitor refills in the run.
+What it needs comes in one environment variable, so the password never shows in `ps`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+ORDER_VARIABLE = "DEVDB_TESTDB_REFILL"
+STATEMENT_TIMEOUT_MS = 120_000
+DEADLINE_SECONDS = 600.0
+
+
+@dataclass(frozen=True)
+class Order:
+    """What the top-up needs: the server (Server's fields), the pool and its template."""
+
+    host: str
+    port: int
+    user: str
+    password: str
+    maintenance_db: str
+    key: str
+    template: str
+    size: int
+    file_copy: bool
+
+
+def start(order: Order) -> None:
+    """Launch the top-up in the background and return at once (POSIX: through `sh -c ... &`,
+    so that the top-up is nobody's child and pytest neither waits for it nor leaves a zombie)."""
+    if os.name != "posix":
+        return  # the janitor's reserve still serves the next run
+    package_root = str(Path(__file__).resolve().parents[2])  # importable however pytest found us
+    env = {
+        **os.environ,
+        ORDER_VARIABLE: json.dumps(asdict(order)),
+        "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])),
+    }
+    launcher = 'exec "$0" -m devdb.testdb.refill </dev/null >/dev/null 2>&1 &'
+    subprocess.run(
+        ["sh", "-c", launcher, sys.executable], env=env, check=False, timeout=30,
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )  # fmt: skip
+
+
+def run(order: Order) -> int:
+    """Bring the pool to `order.size`; the number of clones made (negative: dropped)."""
+    from devdb.testdb import catalog, pool
+    from devdb.testdb.key import lock_id
+    from devdb.testdb.server import Server
+
+    server = Server(order.host, order.port, order.user, order.password, order.maintenance_db)
+    deadline = time.monotonic() + DEADLINE_SECONDS
+    with server.connect(application_name="devdb-refill") as conn:
+        conn.execute(f"SET statement_timeout = {STATEMENT_TIMEOUT_MS}")
+        catalog.lock_shared(conn, catalog.LOCK_USE, lock_id(order.key))
+        if not catalog.exists(conn, order.template):
+            return 0  # a newer key replaced it meanwhile
+        return pool.settle(
+            conn, order.key, order.template, order.size, order.file_copy,
+            keep_going=lambda: time.monotonic() < deadline,
+        )  # fmt: skip
+
+
+def main() -> int:
+    try:
+        order = Order(**json.loads(os.environ.pop(ORDER_VARIABLE)))
+        run(order)
+    except Exception:  # best effort: the next run refills what this one could not
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
