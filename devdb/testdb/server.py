@@ -124,10 +124,13 @@ def status(settings: Settings) -> dict:
     try:
         with server.connect(application_name="devdb-test-status") as conn:
             row = conn.execute(
-                "SELECT current_setting('server_version'), count(*) FILTER (WHERE datname LIKE"
-                " 'devdb\\_%') FROM pg_database"
+                "SELECT current_setting('server_version'), count(*), coalesce(sum("
+                "pg_database_size(oid)), 0) FROM pg_database WHERE datname LIKE 'devdb\\_%'"
             ).fetchone()
-        result.update(ready=True, server_version=row[0], plugin_databases=row[1])
+        result.update(
+            ready=True, server_version=row[0], plugin_databases=row[1],
+            plugin_megabytes=round(int(row[2]) / 1e6, 1),
+        )  # fmt: skip
     except Exception as err:
         result["detail"] = str(err).strip().splitlines()[0] if str(err).strip() else repr(err)
     return result
@@ -164,7 +167,8 @@ def status_task(settings: Settings, as_json: bool, console) -> None:
     else:
         detail = (
             f"ready, PostgreSQL {result['server_version']}, "
-            f"{result['plugin_databases']} database(s) of the plugin"
+            f"{result['plugin_databases']} database(s) of the plugin "
+            f"({result['plugin_megabytes']} MB of the server's memory)"
             if result["ready"]
             else f"not ready ({result.get('detail', '')})"
         )

@@ -216,6 +216,9 @@ def test_the_pool_keeps_its_size_between_runs(testdb_stack: Stack, tmp_path: Pat
         time.sleep(1)  # nothing overshoots once it is there
         assert ready() == size
         assert own(plugin_databases(testdb_stack)) == []
+        status = json.loads(testdb_stack.inv("test-db-status", "--json").stdout)
+        assert status["plugin_databases"] == size + 1  # the pool and the template
+        assert 6 * (size + 1) < status["plugin_megabytes"] < 40 * (size + 1)  # what it costs
     pyproject.write_text(re.sub(r"(?m)^pool = \d+$", "pool = 4", pyproject.read_text()))
     assert run_example(testdb_stack, folder, "-k", "urls").returncode == 0
 
