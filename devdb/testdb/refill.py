@@ -15,6 +15,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -45,14 +46,18 @@ def start(order: Order) -> None:
     if os.name != "posix":
         return  # the janitor's reserve still serves the next run
     package_root = str(Path(__file__).resolve().parents[2])  # importable however pytest found us
+    # Not pytest's: no PYTEST_* (xdist's worker id) and no COV_CORE_* (pytest-cov would measure
+    # this process and write its data file after the run), and no files in the project.
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "COV_CORE_"))}
     env = {
-        **os.environ,
+        **inherited,
         ORDER_VARIABLE: json.dumps(asdict(order)),
         "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])),
     }
     launcher = 'exec "$0" -m devdb.testdb.refill </dev/null >/dev/null 2>&1 &'
     subprocess.run(
-        ["sh", "-c", launcher, sys.executable], env=env, check=False, timeout=30,
+        ["sh", "-c", launcher, sys.executable], env=env, cwd=tempfile.gettempdir(), timeout=30,
+        check=False,
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         start_new_session=True,
     )  # fmt: skip

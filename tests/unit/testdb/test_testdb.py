@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import os
 import subprocess
 import sys
 import time
@@ -11,7 +14,7 @@ import pytest
 from psycopg.conninfo import conninfo_to_dict
 
 from devdb.base.errors import ConfigError
-from devdb.testdb import config, key, migrate, names
+from devdb.testdb import config, key, migrate, names, refill
 from devdb.testdb.database import TestDatabase
 
 
@@ -152,3 +155,35 @@ def test_database_urls_escape_and_shown_has_no_password():
     assert parsed["sslmode"] == "disable"  # no TLS round trip: the test server has none
     assert "p%40ss" not in database.shown
     assert "p@ss" not in repr(database)
+
+
+def _order() -> refill.Order:
+    return refill.Order("127.0.0.1", 5555, "u", "s3cret", "db", "k" * 16, "devdb_tpl_x", 8, True)
+
+
+def test_refill_launch_is_detached_and_keeps_the_password_out_of_argv(monkeypatch, tmp_path):
+    seen = {}
+
+    def fake_run(argv, **kwargs):
+        seen.update(argv=argv, **kwargs)
+
+    monkeypatch.setattr(refill.subprocess, "run", fake_run)
+    monkeypatch.setenv("PYTEST_XDIST_WORKER", "gw0")
+    monkeypatch.setenv("COV_CORE_SOURCE", "app")
+    refill.start(_order())
+    assert "s3cret" not in " ".join(seen["argv"])
+    assert seen["argv"][:2] == ["sh", "-c"]
+    assert seen["argv"][2].rstrip().endswith("&")
+    assert seen["start_new_session"] is True
+    env = seen["env"]
+    assert "PYTEST_XDIST_WORKER" not in env
+    assert "COV_CORE_SOURCE" not in env
+    assert refill.Order(**json.loads(env[refill.ORDER_VARIABLE])) == _order()
+    assert env["PYTHONPATH"].split(os.pathsep)[0] == str(Path(refill.__file__).parents[2])
+
+
+def test_refill_without_a_reachable_server_exits_1_quietly(monkeypatch, capsys):
+    order = refill.Order("127.0.0.1", 1, "u", "p", "db", "k" * 16, "devdb_tpl_x", 2, True)
+    monkeypatch.setenv(refill.ORDER_VARIABLE, json.dumps(dataclasses.asdict(order)))
+    assert refill.main() == 1
+    assert capsys.readouterr() == ("", "")
