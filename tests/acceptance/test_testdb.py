@@ -308,7 +308,8 @@ def test_failing_migrate_stops_the_run_with_its_exit_code(
     assert "Traceback" not in done.stdout + done.stderr
     assert "passed" not in done.stdout  # it stopped: no test ran on a missing schema
     after = plugin_databases(testdb_stack)
-    assert [n for n in after if n not in before] == []  # no half-built template
+    # No half-built template (new pool clones may come from an earlier run's background top-up).
+    assert [n for n in after if n not in before and not n.startswith("devdb_pool_")] == []
 
 
 def test_no_docker_engine_is_an_error_naming_inv_setup(testdb_stack: Stack, tmp_path: Path):
