@@ -65,6 +65,49 @@ def test_config_refuses_a_file_that_is_not_toml(tmp_path: Path):
         config.load(path)
 
 
+def _hide_tomllib(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Python 3.10 as config.load sees it: `import tomllib` fails (None in sys.modules)."""
+    monkeypatch.setitem(sys.modules, "tomllib", None)
+    with pytest.raises(ImportError):
+        import tomllib  # noqa: F401
+
+
+def test_config_reads_the_section_on_python_310_with_tomli(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    import importlib.util
+
+    if importlib.util.find_spec("tomli") is None:
+        pytest.fail(
+            f"tomli missing from {sys.executable}: install the test dependency group "
+            "(pip install --group test), it is what Python 3.10 reads [tool.devdb.test] with."
+        )
+    _hide_tomllib(monkeypatch)
+    loaded = config.load(write_pyproject(tmp_path, 'migrate = "alembic upgrade head"\npool = 2'))
+    assert (loaded.migrate, loaded.pool) == ("alembic upgrade head", 2)
+    with pytest.raises(ConfigError, match="pool"):  # checked the same way
+        config.load(write_pyproject(tmp_path, "pool = -1"))
+    (tmp_path / "pyproject.toml").write_text("[tool.devdb.test\n")
+    with pytest.raises(ConfigError, match="TOML"):  # tomli's decode error is caught too
+        config.load(tmp_path / "pyproject.toml")
+
+
+def test_config_without_any_toml_reader_names_the_file_and_tomli(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    _hide_tomllib(monkeypatch)
+    monkeypatch.setitem(sys.modules, "tomli", None)
+    path = write_pyproject(tmp_path, 'migrate = "alembic upgrade head"')
+    with pytest.raises(ConfigError) as refused:
+        config.load(path)
+    message = str(refused.value)
+    assert str(path) in message
+    assert "pip install 'tomli>=1.1'" in message
+    assert "\n" not in message
+    path.write_text("[project]\nname = 'x'\n")  # no section: nothing to read, the defaults
+    assert config.load(path).pool == config.DEFAULT_POOL
+
+
 def test_owner_is_read_back_from_every_owned_name():
     owner = names.owner_tag("0a1b2c3d", "gw12")
     assert owner == "0a1b2c3d_gw12"
