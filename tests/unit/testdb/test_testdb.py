@@ -108,6 +108,37 @@ def test_config_without_any_toml_reader_names_the_file_and_tomli(
     assert config.load(path).pool == config.DEFAULT_POOL
 
 
+def _run_pytest(folder: Path, *args: str) -> subprocess.CompletedProcess:
+    """pytest in a new process in `folder`, the plugin loaded as a backend loads it."""
+    import importlib.metadata
+    import os
+
+    installed = any(ep.name == "devdb" for ep in importlib.metadata.entry_points(group="pytest11"))
+    plugin = [] if installed else ["-p", "devdb.testdb.plugin"]
+    root = Path(__file__).resolve().parents[3]
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *plugin, *args],
+        cwd=folder, env={**os.environ, "PYTHONPATH": str(root)}, capture_output=True,
+        text=True, timeout=120, check=False,
+    )  # fmt: skip
+
+
+def test_a_bad_section_ends_pytest_with_exit_4_and_one_line(tmp_path: Path):
+    """pytest's own usage-error code (docs/testdb.md, "Errors and exit codes"), no traceback:
+    read at start-up, before any test or Docker."""
+    write_pyproject(tmp_path, "pool = -1")
+    (tmp_path / "test_x.py").write_text("def test_x():\n    pass\n")
+    # -p no:asyncio: pytest-asyncio's own start-up warning (where installed) is not the point.
+    done = _run_pytest(tmp_path, "-p", "no:asyncio", f"--basetemp={tmp_path / 'bt'}")
+    assert done.returncode == 4, done.stdout + done.stderr
+    assert "Traceback" not in done.stdout + done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.startswith("ERROR")]
+    assert len(errors) == 1, done.stderr
+    assert "pool must be a whole number" in errors[0]
+    assert str(tmp_path / "pyproject.toml") in errors[0]
+    assert "passed" not in done.stdout
+
+
 def test_owner_is_read_back_from_every_owned_name():
     owner = names.owner_tag("0a1b2c3d", "gw12")
     assert owner == "0a1b2c3d_gw12"
