@@ -139,6 +139,20 @@ def test_a_bad_section_ends_pytest_with_exit_4_and_one_line(tmp_path: Path):
     assert "passed" not in done.stdout
 
 
+def test_our_own_suite_runs_without_the_pytest_asyncio_warning(tmp_path: Path):
+    """pytest-asyncio (installed for examples/backend's runs) is not loaded by our own suite,
+    which has no async test; unloaded, it cannot warn that its loop scope option is unset."""
+    root = Path(__file__).resolve().parents[3]
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
+         "-W", "error::pytest.PytestDeprecationWarning", f"--basetemp={tmp_path / 'bt'}",
+         "tests/unit/test_layers.py::test_the_checker_sees_an_upward_import"],
+        cwd=root, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "asyncio_default_fixture_loop_scope" not in done.stdout + done.stderr
+
+
 def test_owner_is_read_back_from_every_owned_name():
     owner = names.owner_tag("0a1b2c3d", "gw12")
     assert owner == "0a1b2c3d_gw12"
