@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from devdb.base.errors import ConfigError
 
@@ -38,14 +39,13 @@ def load(pyproject: Path) -> TestConfig:
     """Read the section from `pyproject` (absent file or section: the defaults)."""
     if not pyproject.is_file():
         return TestConfig(root=pyproject.parent)
-    try:
-        import tomllib
-    except ImportError:  # Python 3.10: no reader in the standard library, and no new dependency
+    tomllib = _toml_reader()
+    if tomllib is None:  # Python 3.10 without tomli: only a file with the section needs it
         if "devdb.test]" in pyproject.read_text(encoding="utf-8", errors="replace"):
             raise ConfigError(
-                f"{SECTION} in {pyproject} needs Python 3.11 or later to be read (tomllib); "
-                "run the tests with a newer Python."
-            ) from None
+                f"{SECTION} in {pyproject} cannot be read on Python 3.10 without tomli; "
+                "pip install 'tomli>=1.1' (a dependency of this package there)."
+            )
         return TestConfig(root=pyproject.parent)
     try:
         data = tomllib.loads(pyproject.read_text(encoding="utf-8"))
@@ -53,6 +53,18 @@ def load(pyproject: Path) -> TestConfig:
         raise ConfigError(f"{pyproject} cannot be read as TOML ({err}); fix the file.") from None
     section = data.get("tool", {}).get("devdb", {}).get("test")
     return parse(section or {}, pyproject)
+
+
+def _toml_reader() -> Any:
+    """tomllib (Python 3.11+), else tomli: its backport with the same API (Python 3.10)."""
+    try:
+        import tomllib
+    except ImportError:
+        try:
+            import tomli as tomllib
+        except ImportError:
+            return None
+    return tomllib
 
 
 def parse(section: dict, pyproject: Path) -> TestConfig:

@@ -8,6 +8,7 @@ new process, as a backend developer runs it. A developer's database (the stack's
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import importlib.util
 import json
@@ -371,6 +372,72 @@ def test_next_run_drops_what_a_killed_run_left(testdb_stack: Stack, tmp_path: Pa
     done = run_example(testdb_stack, folder, "-k", "urls")
     assert done.returncode == 0, outcome(done)
     assert own(plugin_databases(testdb_stack)) == []
+
+
+# The killed run's migrate marks its start (its process group and database), then sleeps; the
+# next run's goes straight on. Not a watched file: the key is the same for both runs.
+SLOW_MIGRATE = """\
+import os, pathlib, time
+marker = pathlib.Path("migrate.started")
+if not marker.exists():
+    marker.write_text(f"{os.getpgid(0)} {os.environ['DB_NAME']}")
+    time.sleep(120)
+"""
+
+
+@pytest.mark.slow
+def test_next_run_builds_the_template_a_run_killed_in_migrate_left_half_built(
+    testdb_stack: Stack, tmp_path: Path
+):
+    """kill -9 of pytest (and its workers) while the template is being built: the next run
+    builds it (migrate runs again, to the end), passes, and nothing of the killed run stays."""
+    folder = example_copy(
+        tmp_path,
+        migrate="python slow_migrate.py && alembic upgrade head && echo done >> migrate.log",
+    )
+    (folder / "slow_migrate.py").write_text(SLOW_MIGRATE)
+    marker, log = folder / "migrate.started", folder / "migrate.log"
+    output = (tmp_path / "killed.log").open("w")
+    process = subprocess.Popen(
+        pytest_argv("-n", "2", "-k", "urls or migrated"), env=example_env(testdb_stack),
+        cwd=folder, stdout=output, stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    migrate_group = None
+    try:
+        try:
+            wait_until(
+                lambda: (marker.read_text() if marker.exists() else "", process.poll()),
+                lambda seen: len(seen[0].split()) == 2 or seen[1] is not None,
+                what="the killed run's migrate started", timeout=120,
+            )  # fmt: skip
+            assert process.poll() is None, (tmp_path / "killed.log").read_text()
+            pgid, building = marker.read_text().split()
+            migrate_group = int(pgid)
+            assert building.startswith("devdb_b_")
+            assert [n for n in plugin_databases(testdb_stack) if n.startswith("devdb_b_")] == [
+                building
+            ]
+        finally:
+            os.killpg(process.pid, signal.SIGKILL)  # pytest and its workers, as kill -9 does
+            process.wait()
+            output.close()
+        killed_run = building.removeprefix("devdb_b_").split("_")[0]
+        assert not log.exists()  # migrate was stopped before its end
+        started = time.monotonic()
+        done = run_example(testdb_stack, folder, "-k", "urls or migrated")
+        took = time.monotonic() - started
+        assert done.returncode == 0, outcome(done)
+        assert took < 120, f"the next run took {took:.0f} s (a wait for the killed build?)"
+        assert log.read_text().splitlines() == ["done"]  # migrate ran again, to its end
+        left = plugin_databases(testdb_stack)
+        assert [n for n in left if n.startswith("devdb_b_")] == []
+        assert [n for n in left if killed_run in n] == []
+        assert own(left) == []
+        assert len([n for n in left if n.startswith("devdb_tpl_")]) == 1
+    finally:
+        if migrate_group is not None:  # migrate runs in a session of its own: not in pytest's
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(migrate_group, signal.SIGKILL)
 
 
 def test_test_db_down_removes_the_test_server_only(testdb_stack: Stack):

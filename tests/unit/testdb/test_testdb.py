@@ -69,6 +69,94 @@ def test_config_refuses_a_file_that_is_not_toml(tmp_path: Path):
         config.load(path)
 
 
+def _hide_tomllib(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Python 3.10 as config.load sees it: `import tomllib` fails (None in sys.modules)."""
+    monkeypatch.setitem(sys.modules, "tomllib", None)
+    with pytest.raises(ImportError):
+        import tomllib  # noqa: F401
+
+
+def test_config_reads_the_section_on_python_310_with_tomli(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    import importlib.util
+
+    if importlib.util.find_spec("tomli") is None:
+        pytest.fail(
+            f"tomli missing from {sys.executable}: install the test dependency group "
+            "(pip install --group test), it is what Python 3.10 reads [tool.devdb.test] with."
+        )
+    _hide_tomllib(monkeypatch)
+    loaded = config.load(write_pyproject(tmp_path, 'migrate = "alembic upgrade head"\npool = 2'))
+    assert (loaded.migrate, loaded.pool) == ("alembic upgrade head", 2)
+    with pytest.raises(ConfigError, match="pool"):  # checked the same way
+        config.load(write_pyproject(tmp_path, "pool = -1"))
+    (tmp_path / "pyproject.toml").write_text("[tool.devdb.test\n")
+    with pytest.raises(ConfigError, match="TOML"):  # tomli's decode error is caught too
+        config.load(tmp_path / "pyproject.toml")
+
+
+def test_config_without_any_toml_reader_names_the_file_and_tomli(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    _hide_tomllib(monkeypatch)
+    monkeypatch.setitem(sys.modules, "tomli", None)
+    path = write_pyproject(tmp_path, 'migrate = "alembic upgrade head"')
+    with pytest.raises(ConfigError) as refused:
+        config.load(path)
+    message = str(refused.value)
+    assert str(path) in message
+    assert "pip install 'tomli>=1.1'" in message
+    assert "\n" not in message
+    path.write_text("[project]\nname = 'x'\n")  # no section: nothing to read, the defaults
+    assert config.load(path).pool == config.DEFAULT_POOL
+
+
+def _run_pytest(folder: Path, *args: str) -> subprocess.CompletedProcess:
+    """pytest in a new process in `folder`, the plugin loaded as a backend loads it."""
+    import importlib.metadata
+    import os
+
+    installed = any(ep.name == "devdb" for ep in importlib.metadata.entry_points(group="pytest11"))
+    plugin = [] if installed else ["-p", "devdb.testdb.plugin"]
+    root = Path(__file__).resolve().parents[3]
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *plugin, *args],
+        cwd=folder, env={**os.environ, "PYTHONPATH": str(root)}, capture_output=True,
+        text=True, timeout=120, check=False,
+    )  # fmt: skip
+
+
+def test_a_bad_section_ends_pytest_with_exit_4_and_one_line(tmp_path: Path):
+    """pytest's own usage-error code (docs/testdb.md, "Errors and exit codes"), no traceback:
+    read at start-up, before any test or Docker."""
+    write_pyproject(tmp_path, "pool = -1")
+    (tmp_path / "test_x.py").write_text("def test_x():\n    pass\n")
+    # -p no:asyncio: pytest-asyncio's own start-up warning (where installed) is not the point.
+    done = _run_pytest(tmp_path, "-p", "no:asyncio", f"--basetemp={tmp_path / 'bt'}")
+    assert done.returncode == 4, done.stdout + done.stderr
+    assert "Traceback" not in done.stdout + done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.startswith("ERROR")]
+    assert len(errors) == 1, done.stderr
+    assert "pool must be a whole number" in errors[0]
+    assert str(tmp_path / "pyproject.toml") in errors[0]
+    assert "passed" not in done.stdout
+
+
+def test_our_own_suite_runs_without_the_pytest_asyncio_warning(tmp_path: Path):
+    """pytest-asyncio (installed for examples/backend's runs) is not loaded by our own suite,
+    which has no async test; unloaded, it cannot warn that its loop scope option is unset."""
+    root = Path(__file__).resolve().parents[3]
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
+         "-W", "error::pytest.PytestDeprecationWarning", f"--basetemp={tmp_path / 'bt'}",
+         "tests/unit/test_layers.py::test_the_checker_sees_an_upward_import"],
+        cwd=root, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "asyncio_default_fixture_loop_scope" not in done.stdout + done.stderr
+
+
 def test_owner_is_read_back_from_every_owned_name():
     owner = names.owner_tag("0a1b2c3d", "gw12")
     assert owner == "0a1b2c3d_gw12"
