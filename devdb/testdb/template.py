@@ -87,7 +87,11 @@ def _build(admin: Connection, build: Build, name: str) -> None:
         code, _, message = failed.read_text(encoding="utf-8").partition("\n")
         raise migrate.MigrateFailed(message, int(code))
     work = names.build(build.owner, build.key)
-    catalog.drop(admin, work)
+    # Under the build lock no one else builds this key: any build of it is a killed builder's
+    # (an xdist worker killed mid-migrate while its run went on still looks alive to sweep()).
+    catalog.drop_all(
+        admin, [n for n in catalog.databases(admin, names.BUILD) if n.endswith(f"_{build.key}")]
+    )
     catalog.create(admin, work)
     try:
         if build.config.migrate:
