@@ -81,11 +81,22 @@ def rename(conn: Connection, old: str, new: str) -> bool:
 
 
 def end_sessions(conn: Connection, name: str) -> None:
-    conn.execute(
+    """End the sessions connected to database `name`."""
+    _terminate(conn, "datname", name)
+
+
+def end_application(conn: Connection, application_name: str) -> None:
+    """End the sessions of one application."""
+    _terminate(conn, "application_name", application_name)
+
+
+def _terminate(conn: Connection, column: str, value: str) -> None:
+    # Each pg_terminate_backend waits up to 5 s for the session to be gone (its locks with it).
+    query = sql.SQL(
         "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity "
-        "WHERE datname = %s AND pid <> pg_backend_pid()",
-        (name,),
-    )
+        "WHERE {} = %s AND pid <> pg_backend_pid()"
+    ).format(sql.Identifier(column))
+    conn.execute(query, (value,))
 
 
 def seal(conn: Connection, name: str) -> None:

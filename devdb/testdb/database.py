@@ -9,10 +9,7 @@ from urllib.parse import quote
 @dataclass(frozen=True)
 class TestDatabase:
     """A database of the test server. `url` for SQLAlchemy async (asyncpg), `sync_url` for
-    SQLAlchemy with psycopg 3, `dsn` for libpq (psql, psycopg.connect, asyncpg.connect).
-
-    Each says "no TLS": the test server (the postgres image's default) has none, and a client
-    that first asks for it spends a round trip on every connection, one per test here."""
+    SQLAlchemy with psycopg 3, `dsn` for libpq (psql, psycopg.connect, asyncpg.connect)."""
 
     __test__ = False
 
@@ -22,22 +19,21 @@ class TestDatabase:
     user: str
     password: str = field(repr=False)
 
-    def _url(self, scheme: str, no_tls: str) -> str:
+    def _url(self, scheme: str) -> str:
         user, password = quote(self.user, safe=""), quote(self.password, safe="")
-        where = f"{self.host}:{self.port}/{quote(self.name, safe='')}"
-        return f"{scheme}://{user}:{password}@{where}?{no_tls}"
+        return f"{scheme}://{user}:{password}@{self.host}:{self.port}/{quote(self.name, safe='')}"
 
     @property
     def url(self) -> str:
-        return self._url("postgresql+asyncpg", "ssl=disable")  # asyncpg's name for sslmode
+        return self._url("postgresql+asyncpg")
 
     @property
     def sync_url(self) -> str:
-        return self._url("postgresql+psycopg", "sslmode=disable")
+        return self._url("postgresql+psycopg")
 
     @property
     def dsn(self) -> str:
-        return self._url("postgresql", "sslmode=disable")
+        return self._url("postgresql")
 
     @property
     def shown(self) -> str:

@@ -20,6 +20,7 @@ BUILD = "devdb_b_"  # devdb_b_<owner>_<key>: a template being built (renamed whe
 SESSION = "devdb_s_"  # devdb_s_<owner>: devdb_session's database, one per process
 KEPT = "devdb_kept_"  # devdb_kept_<owner>_<n>: a failed test's, kept on request
 HEARTBEAT = "devdb-owner:"
+REFILLER = "devdb-refill:"  # + key: a pool top-up's connection (refill.py)
 KEY_LENGTH = 16
 _OWNED = re.compile(r"^devdb_(?:t|b|s)_([0-9a-f]{8}_[a-z0-9]+)(?:_[0-9a-f]+)?$")
 
@@ -35,6 +36,10 @@ def owner_tag(run_id: str, worker: str | None) -> str:
 
 def heartbeat_name(owner: str) -> str:
     return f"{HEARTBEAT}{owner}"
+
+
+def refiller(key: str) -> str:
+    return f"{REFILLER}{key}"
 
 
 def owner_of(database: str) -> str | None:

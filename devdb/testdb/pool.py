@@ -61,9 +61,10 @@ def top_up(
         while ready_count(conn, key) < target and keep_going():
             member = names.pool_member(key)
             catalog.create(conn, member, template, file_copy)
-            if ready_count(conn, key) > target:
-                # Another slot counted before this clone existed: one too many. Dropped unless
-                # a test claimed it meanwhile (then its name is gone and this is a no-op).
+            if slot > 0 and ready_count(conn, key) > target:
+                # Another slot counted before this clone existed: one too many. Slot 0 never
+                # gives way (two slots dropping at once would leave the pool one short); this
+                # one drops its clone unless a test claimed it meanwhile (then a no-op).
                 catalog.drop(conn, member)
                 break
             made += 1

@@ -6,16 +6,17 @@ discarded) and returns at once. That process clones the template until the pool 
 steady size (or drops what a smaller `pool` leaves over), then exits. It is best effort and never a danger: it holds the template's USE lock
 (shared) so that no run drops the template under it, every statement has a timeout, the whole
 top-up a deadline, and if it fails or is killed the next run's janitor refills in the run.
-What it needs comes in one environment variable, so the password never shows in `ps`.
+What it needs comes in one environment variable: the password is never in its arguments (which
+`ps` shows every user), only in its environment (which only you and root can read).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -46,18 +47,25 @@ def start(order: Order) -> None:
     if os.name != "posix":
         return  # the janitor's reserve still serves the next run
     package_root = str(Path(__file__).resolve().parents[2])  # importable however pytest found us
-    # Not pytest's: no PYTEST_* (xdist's worker id) and no COV_CORE_* (pytest-cov would measure
-    # this process and write its data file after the run), and no files in the project.
-    inherited = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "COV_CORE_"))}
+    # Not pytest's: no PYTEST_* (xdist's worker id), no COV_CORE_* or COVERAGE_* (pytest-cov or
+    # coverage's subprocess patch would measure this process and write a data file into the
+    # project after the run).
+    inherited = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("PYTEST_", "COV_CORE_", "COVERAGE_"))
+    }
     env = {
         **inherited,
+        "PYTHONSAFEPATH": "1",  # 3.11+: the working directory is not on sys.path (see cwd below)
         ORDER_VARIABLE: json.dumps(asdict(order)),
         "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])),
     }
     launcher = 'exec "$0" -m devdb.testdb.refill </dev/null >/dev/null 2>&1 &'
     subprocess.run(
-        ["sh", "-c", launcher, sys.executable], env=env, cwd=tempfile.gettempdir(), timeout=30,
-        check=False,
+        # cwd "/": `python -m` puts the working directory first on sys.path, and a shared temporary
+        # directory would let any local user plant a `devdb` package there.
+        ["sh", "-c", launcher, sys.executable], env=env, cwd="/", timeout=30, check=False,
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         start_new_session=True,
     )  # fmt: skip
@@ -65,13 +73,13 @@ def start(order: Order) -> None:
 
 def run(order: Order) -> int:
     """Bring the pool to `order.size`; the number of clones made (negative: dropped)."""
-    from devdb.testdb import catalog, pool
+    from devdb.testdb import catalog, names, pool
     from devdb.testdb.key import lock_id
     from devdb.testdb.server import Server
 
     server = Server(order.host, order.port, order.user, order.password, order.maintenance_db)
     deadline = time.monotonic() + DEADLINE_SECONDS
-    with server.connect(application_name="devdb-refill") as conn:
+    with server.connect(application_name=names.refiller(order.key)) as conn:
         conn.execute(f"SET statement_timeout = {STATEMENT_TIMEOUT_MS}")
         catalog.lock_shared(conn, catalog.LOCK_USE, lock_id(order.key))
         if not catalog.exists(conn, order.template):
@@ -83,6 +91,9 @@ def run(order: Order) -> int:
 
 
 def main() -> int:
+    # The last bound, for a server that stops answering but keeps the connection open (paused):
+    # statement_timeout and the deadline need a server that answers.
+    signal.alarm(int(DEADLINE_SECONDS) + 180)
     try:
         order = Order(**json.loads(os.environ.pop(ORDER_VARIABLE)))
         run(order)

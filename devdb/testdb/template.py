@@ -119,6 +119,9 @@ def drop_stale(admin: Connection, current: str) -> list[str]:
     dropped = []
     for key in sorted(keys):
         ident = lock_id(key)
+        # A top-up of an old pool would hold it (and fill it) for minutes: ended first. A run
+        # still using the old key keeps it, and the first run after that one drops it.
+        catalog.end_application(admin, names.refiller(key))
         if not catalog.try_lock(admin, catalog.LOCK_USE, ident):
             continue  # a run still clones from it: the next run after it drops it
         try:

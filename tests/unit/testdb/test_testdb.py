@@ -229,18 +229,16 @@ def test_migrate_is_stopped_at_its_timeout_with_its_children(tmp_path: Path):
 def test_database_urls_escape_and_shown_has_no_password():
     database = TestDatabase("devdb_t_x", "127.0.0.1", 5555, "us@r", "p@ss/word:%")
     assert (
-        database.url
-        == "postgresql+asyncpg://us%40r:p%40ss%2Fword%3A%25@127.0.0.1:5555/devdb_t_x?ssl=disable"
+        database.url == "postgresql+asyncpg://us%40r:p%40ss%2Fword%3A%25@127.0.0.1:5555/devdb_t_x"
     )
     assert database.sync_url.startswith("postgresql+psycopg://")
-    assert database.sync_url.endswith("/devdb_t_x?sslmode=disable")
+    assert database.sync_url.endswith("/devdb_t_x")  # no query: code under test may add one
     parsed = conninfo_to_dict(database.dsn)  # libpq's own reading of it
     assert (parsed["user"], parsed["password"], parsed["dbname"]) == (
         "us@r",
         "p@ss/word:%",
         "devdb_t_x",
     )
-    assert parsed["sslmode"] == "disable"  # no TLS round trip: the test server has none
     assert "p%40ss" not in database.shown
     assert "p@ss" not in repr(database)
 
@@ -258,14 +256,17 @@ def test_refill_launch_is_detached_and_keeps_the_password_out_of_argv(monkeypatc
     monkeypatch.setattr(refill.subprocess, "run", fake_run)
     monkeypatch.setenv("PYTEST_XDIST_WORKER", "gw0")
     monkeypatch.setenv("COV_CORE_SOURCE", "app")
+    monkeypatch.setenv("COVERAGE_PROCESS_START", "/project/.coveragerc")
     refill.start(_order())
     assert "s3cret" not in " ".join(seen["argv"])
     assert seen["argv"][:2] == ["sh", "-c"]
     assert seen["argv"][2].rstrip().endswith("&")
     assert seen["start_new_session"] is True
+    assert seen["cwd"] == "/"  # `python -m` puts the working directory first on sys.path
     env = seen["env"]
     assert "PYTEST_XDIST_WORKER" not in env
     assert "COV_CORE_SOURCE" not in env
+    assert "COVERAGE_PROCESS_START" not in env
     assert refill.Order(**json.loads(env[refill.ORDER_VARIABLE])) == _order()
     assert env["PYTHONPATH"].split(os.pathsep)[0] == str(Path(refill.__file__).parents[2])
 
