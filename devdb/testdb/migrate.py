@@ -45,6 +45,12 @@ def run(command: str, cwd: Path, variables: Mapping[str, str], timeout: float) -
             f"{_tail(output)}; raise migrate_timeout in [tool.devdb.test] if it needs longer.",
             exit_code=124,
         ) from None
+    except BaseException:
+        # Ctrl-C reaches pytest only: migrate has a session of its own (so that its whole group
+        # can be stopped), and would go on alone, on a template no one will use.
+        _stop_group(process)
+        process.wait()
+        raise
     if process.returncode != 0:
         code = process.returncode if process.returncode > 0 else 128 - process.returncode
         raise MigrateFailed(

@@ -226,6 +226,25 @@ def test_migrate_is_stopped_at_its_timeout_with_its_children(tmp_path: Path):
     )
 
 
+def test_interrupted_migrate_stops_its_whole_group(tmp_path):
+    """Ctrl-C during migrate (KeyboardInterrupt in pytest) stops migrate's group too."""
+    import signal
+
+    def interrupt(*_):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    signal.setitimer(signal.ITIMER_REAL, 0.5)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            migrate.run("sleep 27.1828 & sleep 27.1828", tmp_path, {}, timeout=60)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    running = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    assert "sleep 27.1828" not in running
+
+
 def test_database_urls_escape_and_shown_has_no_password():
     database = TestDatabase("devdb_t_x", "127.0.0.1", 5555, "us@r", "p@ss/word:%")
     assert (
