@@ -86,11 +86,7 @@ class Provider:
     def _start_top_up(self) -> None:
         size = self.config.pool
         if pool.ready_count(self._admin, self.key) != size:
-            s = self.server
-            refill.start(refill.Order(
-                s.host, s.port, s.user, s.password, s.maintenance_db, self.key, self.template,
-                size, self._file_copy,
-            ))  # fmt: skip
+            refill.start(refill.Order(self.server, self.key, self.template, size, self._file_copy))
 
     def session_database(self) -> TestDatabase:
         """devdb_session's database: one clone per process, its tests roll back."""

@@ -3,9 +3,10 @@
 `start` is called when a pytest process ends (Provider.close); it launches
 `python -m devdb.testdb.refill` detached from pytest (its own session, no terminal, output
 discarded) and returns at once. That process clones the template until the pool holds its
-steady size (or drops what a smaller `pool` leaves over), then exits. It is best effort and never a danger: it holds the template's USE lock
-(shared) so that no run drops the template under it, every statement has a timeout, the whole
-top-up a deadline, and if it fails or is killed the next run's janitor refills in the run.
+steady size (or drops what a smaller `pool` leaves over), then exits. It is best effort and
+never a danger: it holds the template's USE lock (shared) so that no run drops the template
+under it, every statement has a timeout, the whole top-up a deadline, and if it fails or is
+killed the next run's janitor refills in the run.
 What it needs comes in one environment variable: the password is never in its arguments (which
 `ps` shows every user), only in its environment (which only you and root can read).
 """
@@ -21,6 +22,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from devdb.testdb.server import Server
+
 ORDER_VARIABLE = "DEVDB_TESTDB_REFILL"
 STATEMENT_TIMEOUT_MS = 120_000
 DEADLINE_SECONDS = 600.0
@@ -28,17 +31,21 @@ DEADLINE_SECONDS = 600.0
 
 @dataclass(frozen=True)
 class Order:
-    """What the top-up needs: the server (Server's fields), the pool and its template."""
+    """What the top-up needs: the server, the pool and its template."""
 
-    host: str
-    port: int
-    user: str
-    password: str
-    maintenance_db: str
+    server: Server
     key: str
     template: str
     size: int
     file_copy: bool
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> Order:
+        fields = json.loads(text)
+        return cls(server=Server(**fields.pop("server")), **fields)
 
 
 def start(order: Order) -> None:
@@ -58,7 +65,7 @@ def start(order: Order) -> None:
     env = {
         **inherited,
         "PYTHONSAFEPATH": "1",  # 3.11+: the working directory is not on sys.path (see cwd below)
-        ORDER_VARIABLE: json.dumps(asdict(order)),
+        ORDER_VARIABLE: order.to_json(),
         "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])),
     }
     launcher = 'exec "$0" -m devdb.testdb.refill </dev/null >/dev/null 2>&1 &'
@@ -75,11 +82,9 @@ def run(order: Order) -> int:
     """Bring the pool to `order.size`; the number of clones made (negative: dropped)."""
     from devdb.testdb import catalog, names, pool
     from devdb.testdb.key import lock_id
-    from devdb.testdb.server import Server
 
-    server = Server(order.host, order.port, order.user, order.password, order.maintenance_db)
     deadline = time.monotonic() + DEADLINE_SECONDS
-    with server.connect(application_name=names.refiller(order.key)) as conn:
+    with order.server.connect(application_name=names.refiller(order.key)) as conn:
         conn.execute(f"SET statement_timeout = {STATEMENT_TIMEOUT_MS}")
         catalog.lock_shared(conn, catalog.LOCK_USE, lock_id(order.key))
         if not catalog.exists(conn, order.template):
@@ -95,8 +100,7 @@ def main() -> int:
     # statement_timeout and the deadline need a server that answers.
     signal.alarm(int(DEADLINE_SECONDS) + 180)
     try:
-        order = Order(**json.loads(os.environ.pop(ORDER_VARIABLE)))
-        run(order)
+        run(Order.from_json(os.environ.pop(ORDER_VARIABLE)))
     except Exception:  # best effort: the next run refills what this one could not
         return 1
     return 0

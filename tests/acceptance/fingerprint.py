@@ -40,3 +40,9 @@ def fingerprint(conn: psycopg.Connection) -> dict[str, list]:
         digests.append((schema, table, *digest))
     found["rows"] = digests
     return found
+
+
+def of_stack(stack) -> dict[str, list]:
+    """The fingerprint of a test stack's database (anything with `connect()`)."""
+    with stack.connect() as conn:
+        return fingerprint(conn)

@@ -19,9 +19,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tests.acceptance import fingerprint as fp
+from tests.acceptance.fingerprint import of_stack as fingerprint
 from tests.acceptance.stack import NEWER_IMAGE, ROOT, SEED_USER, Stack, run, seeded
-from tests.acceptance.waiting import wait_until
+from tests.acceptance.waiting import read_until_failpoint, wait_until
 
 SCHEMA = """
 CREATE EXTENSION IF NOT EXISTS pg_trgm;
@@ -43,11 +43,6 @@ SELECT nextval('shop.tickets'), nextval('shop.tickets');
 @pytest.fixture(scope="module")
 def stack(module_stack) -> Stack:
     return seeded(module_stack("formats"), SCHEMA)
-
-
-def fingerprint(stack: Stack) -> dict:
-    with stack.connect() as conn:
-        return fp.fingerprint(conn)
 
 
 def pg_dump(stack: Stack, target: Path, *options: str) -> Path:
@@ -377,11 +372,7 @@ def test_a_restore_killed_at_the_swap_leaves_the_database_as_it_was(stack, tmp_p
     change_everything(stack)
     changed = fingerprint(stack)
     restore = start_restore(stack, dump, DEVDB_FAILPOINT="restore-before-commit")
-    said = ""
-    while "failpoint restore-before-commit" not in said:
-        line = restore.stdout.readline()
-        assert line, f"the restore ended before its failpoint: {said} {restore.stderr.read()}"
-        said += line
+    read_until_failpoint(restore, "restore-before-commit")
     restore.send_signal(signal.SIGKILL)  # between the two renames, inside the transaction
     restore.wait(timeout=30)
     assert wait_until(
@@ -404,11 +395,7 @@ def test_a_restore_interrupted_during_the_load_changes_nothing(stack, tmp_path):
         conn.execute("DROP TABLE bulk")
     before = fingerprint(stack)
     restore = start_restore(stack, dump, DEVDB_FAILPOINT="restore-loading")
-    said = ""
-    while "failpoint restore-loading" not in said:  # psql is loading; the task waits here
-        line = restore.stdout.readline()
-        assert line, f"the restore ended before its failpoint: {said} {restore.stderr.read()}"
-        said += line
+    read_until_failpoint(restore, "restore-loading")  # psql is loading; the task waits here
     assert work_copies(stack)  # the load under way
     restore.send_signal(signal.SIGINT)  # Ctrl-C
     _, errors = restore.communicate(timeout=60)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.acceptance import fingerprint as fp
+from tests.acceptance.fingerprint import of_stack as fingerprint
 from tests.acceptance.stack import SEED_DATABASE, SEED_USER, Stack, run, seeded
 from tests.acceptance.test_restore_formats import SCHEMA, backup, pg_dump
 
@@ -26,11 +26,6 @@ BOUND_SECONDS = 120  # a task that hangs on its input fails here instead of bloc
 @pytest.fixture(scope="module")
 def stack(module_stack) -> Stack:
     return seeded(module_stack("untrusted"), SCHEMA)
-
-
-def fingerprint(stack: Stack) -> dict:
-    with stack.connect() as conn:
-        return fp.fingerprint(conn)
 
 
 def restore(stack: Stack, path: Path):

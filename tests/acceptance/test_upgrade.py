@@ -15,6 +15,7 @@ import pytest
 
 from tests.acceptance import fingerprint as fp
 from tests.acceptance.stack import IMAGE, NEWER_IMAGE, ROOT, SEED_PASSWORD, SEED_USER, Stack, run
+from tests.acceptance.waiting import read_until_failpoint
 
 CLUSTER = """
 CREATE ROLE app_owner LOGIN PASSWORD 'owner secret ü';
@@ -237,11 +238,7 @@ def test_an_upgrade_killed_during_the_copy_leaves_15_working_and_runs_again(
         cwd=ROOT, env=cluster.env(DEVDB_FAILPOINT=moment),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    said = ""
-    while f"failpoint {moment}" not in said:
-        line = process.stdout.readline()
-        assert line, f"ended before the failpoint: {said} {process.stderr.read()}"
-        said += line
+    read_until_failpoint(process, moment)
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=30)
     with pytest.raises(psycopg.OperationalError, match=r"pg_hba\.conf rejects"):
@@ -510,11 +507,7 @@ def test_ctrl_c_while_the_old_server_stops_lets_clients_in_again(cluster, newer_
     reads the file again (clients get in), and the next run replaces the copy."""
     before = state(cluster)
     process = _upgrade_process(cluster, newer_image, DEVDB_FAILPOINT="upgrade-stopping")
-    said = ""
-    while "failpoint upgrade-stopping" not in said:
-        line = process.stdout.readline()
-        assert line, f"ended before the failpoint: {said} {process.stderr.read()}"
-        said += line
+    read_until_failpoint(process, "upgrade-stopping")
     process.send_signal(signal.SIGINT)
     assert process.wait(timeout=120) != 0
     assert major(cluster) == 15  # a login works: the lockout is gone from memory too

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -30,3 +31,14 @@ def wait_until(
     except RetryError as failure:
         last = failure.last_attempt.result()
         raise AssertionError(f"not {what} within {timeout} s; last seen: {last!r}"[:4000]) from None
+
+
+def read_until_failpoint(process: subprocess.Popen, name: str) -> str:
+    """Read the task's output until it says it holds at failpoint `name` (DEVDB_FAILPOINT);
+    fail with what it said if it ends first. The output read so far is returned."""
+    said = ""
+    while f"failpoint {name}" not in said:
+        line = process.stdout.readline()
+        assert line, f"ended before failpoint {name}: {said} {process.stderr.read()}"
+        said += line
+    return said

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import os
 import subprocess
 import sys
@@ -16,6 +14,7 @@ from psycopg.conninfo import conninfo_to_dict
 from devdb.base.errors import ConfigError
 from devdb.testdb import config, key, migrate, names, refill
 from devdb.testdb.database import TestDatabase
+from devdb.testdb.server import Server
 
 
 def write_pyproject(tmp_path: Path, section: str) -> Path:
@@ -263,7 +262,8 @@ def test_database_urls_escape_and_shown_has_no_password():
 
 
 def _order() -> refill.Order:
-    return refill.Order("127.0.0.1", 5555, "u", "s3cret", "db", "k" * 16, "devdb_tpl_x", 8, True)
+    server = Server("127.0.0.1", 5555, "u", "s3cret", "db")
+    return refill.Order(server, "k" * 16, "devdb_tpl_x", 8, True)
 
 
 def test_refill_launch_is_detached_and_keeps_the_password_out_of_argv(monkeypatch, tmp_path):
@@ -286,12 +286,12 @@ def test_refill_launch_is_detached_and_keeps_the_password_out_of_argv(monkeypatc
     assert "PYTEST_XDIST_WORKER" not in env
     assert "COV_CORE_SOURCE" not in env
     assert "COVERAGE_PROCESS_START" not in env
-    assert refill.Order(**json.loads(env[refill.ORDER_VARIABLE])) == _order()
+    assert refill.Order.from_json(env[refill.ORDER_VARIABLE]) == _order()
     assert env["PYTHONPATH"].split(os.pathsep)[0] == str(Path(refill.__file__).parents[2])
 
 
 def test_refill_without_a_reachable_server_exits_1_quietly(monkeypatch, capsys):
-    order = refill.Order("127.0.0.1", 1, "u", "p", "db", "k" * 16, "devdb_tpl_x", 2, True)
-    monkeypatch.setenv(refill.ORDER_VARIABLE, json.dumps(dataclasses.asdict(order)))
+    order = refill.Order(Server("127.0.0.1", 1, "u", "p", "db"), "k" * 16, "devdb_tpl_x", 2, True)
+    monkeypatch.setenv(refill.ORDER_VARIABLE, order.to_json())
     assert refill.main() == 1
     assert capsys.readouterr() == ("", "")
