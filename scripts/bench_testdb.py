@@ -24,12 +24,14 @@ import argparse
 import asyncio
 import os
 import re
+import resource
 import shutil
 import subprocess
 import sys
 import tempfile
 import textwrap
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -188,14 +190,23 @@ def wait_for_pool(provider, size: int, timeout: float = 120.0) -> float:
     return time.monotonic() - started
 
 
-def handout(provider, samples: int, wait_for_pool: int) -> list[float]:
+def handout(provider, samples: int, wait_for_pool: int, ahead: bool = True) -> list[float]:
+    """Hand-out times: `checkout` as a test calls it (the janitor has claimed the next database
+    ahead, between tests), or (ahead=False) the rename a checkout makes when none was claimed."""
     times = []
     for _ in range(samples):
         deadline = time.monotonic() + 30
         while wait_for_pool and pool_size(provider) < wait_for_pool and time.monotonic() < deadline:
             time.sleep(0.02)
-        started = time.perf_counter()
-        database = provider.checkout()
+        if ahead:
+            time.sleep(0.005)  # a test's own few milliseconds, in which the janitor claims ahead
+            started = time.perf_counter()
+            database = provider.checkout()
+        else:
+            name = provider._next_name()
+            started = time.perf_counter()
+            provider._clone(name)
+            database = provider._database(name)
         times.append(time.perf_counter() - started)
         provider.release(database)
     return times
@@ -284,44 +295,111 @@ SESSION_LOOP = (
     "-o", "asyncio_default_fixture_loop_scope=session",
     "-o", "asyncio_default_test_loop_scope=session",
 )  # fmt: skip
+RUNS = {  # label -> pytest arguments; each is run `repeats` times, in turn with the others
+    "engine, loop per test": ("tests/test_engine.py",),
+    "session, loop per test": ("tests/test_session.py",),
+    "engine, session loop": ("tests/test_engine.py", *SESSION_LOOP),
+    "session, session loop": ("tests/test_session.py", *SESSION_LOOP),
+    "psycopg": ("tests/test_sync.py",),
+}
+RATIOS = (  # (numerator, denominator, what it shows)
+    ("engine, loop per test", "session, loop per test", "devdb_database (devdb_engine) / devdb_session, loop per test"),
+    ("engine, session loop", "session, session loop", "devdb_database (devdb_engine) / devdb_session, session loop"),
+    ("psycopg", "session, session loop", "devdb_database (psycopg) / devdb_session, session loop"),
+)  # fmt: skip
 
 
-def many_tests(backend: Backend, monitor, n: int) -> tuple[list[tuple[str, str]], float]:
+def test_container(stack: BenchStack) -> str:
+    """The test server's container, found by the labels Compose puts on it."""
+    found = subprocess.run(
+        ["docker", "ps", "--quiet",
+         "--filter", f"label=com.docker.compose.project={stack.project}",
+         "--filter", "label=com.docker.compose.service=postgres-test"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    return found.stdout.strip()
+
+
+def container_cpu_seconds(container: str) -> float | None:
+    """CPU time the test server's container has used (cgroup v1 or v2), None where unreadable."""
+    found = subprocess.run(
+        ["docker", "inspect", "--format", "{{.Id}}", container],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    long_id = found.stdout.strip()
+    v1 = Path(f"/sys/fs/cgroup/cpuacct/docker/{long_id}/cpuacct.usage")
+    if long_id and v1.exists():
+        return int(v1.read_text()) / 1e9
+    for v2 in (
+        Path(f"/sys/fs/cgroup/system.slice/docker-{long_id}.scope/cpu.stat"),
+        Path(f"/sys/fs/cgroup/docker/{long_id}/cpu.stat"),
+    ):
+        if long_id and v2.exists():
+            usage = dict(line.split() for line in v2.read_text().splitlines())
+            return int(usage["usage_usec"]) / 1e6
+    return None
+
+
+@dataclass
+class Measured:
+    wall: float
+    pytest_cpu: float
+    server_cpu: float | None
+
+
+def many_tests(
+    backend: Backend, monitor, n: int, repeats: int, server_container: str
+) -> tuple[list[tuple[str, str]], float]:
     """N tests per fixture under -n 2, the pool kept at N between runs; each run starts when
-    the previous run's background top-up is done. Also the psycopg run's time, for the peer."""
+    the previous run's background top-up is done. The runs take turns, `repeats` rounds: this
+    machine's speed drifts by 20-30% within minutes, so a ratio is taken within each round and
+    its median reported. Also the psycopg run's median time, for the peer."""
     backend.set_pool(n)
     backend.pytest("tests/test_one.py")  # a run with the new size: its end tops the pool up
     top_ups: list[float] = []
-
-    def run(*args: str) -> float:
-        top_ups.append(wait_for_pool(monitor, n))
-        return backend.pytest("-n", "2", *args)
-
-    engine = run("tests/test_engine.py")
-    engine_loop = run("tests/test_engine.py", *SESSION_LOOP)
-    session = run("tests/test_session.py")
-    session_loop = run("tests/test_session.py", *SESSION_LOOP)
-    sync = run("tests/test_sync.py")
-    return [
-        (f"{n} tests on devdb_database (devdb_engine), -n 2, loop per test", ms(engine)),
-        (f"{n} tests on devdb_database (devdb_engine), -n 2, session loop", ms(engine_loop)),
-        (f"{n} tests on devdb_session, -n 2, loop per test", ms(session)),
-        (f"{n} tests on devdb_session, -n 2, session loop", ms(session_loop)),
-        ("devdb_database / devdb_session (loop per test)", f"{engine / session:.2f}x"),
-        ("devdb_database / devdb_session (session loop)", f"{engine_loop / session_loop:.2f}x"),
-        (f"{n} tests on devdb_database (psycopg), -n 2", ms(sync)),
-        ("devdb_database (psycopg) / devdb_session (session loop)", f"{sync / session_loop:.2f}x"),
-        (
-            f"background top-up of the pool to {n} after a run (longest wait, not in the runs)",
-            ms(max(top_ups)),
-        ),
-    ], sync
+    found: dict[str, list[Measured]] = {label: [] for label in RUNS}
+    for _ in range(repeats):
+        for label, args in RUNS.items():
+            top_ups.append(wait_for_pool(monitor, n))
+            server_before = container_cpu_seconds(server_container)
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
+            wall = backend.pytest("-n", "2", *args)
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            server_after = container_cpu_seconds(server_container)
+            found[label].append(Measured(
+                wall,
+                after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime,
+                None if server_before is None or server_after is None
+                else server_after - server_before,
+            ))  # fmt: skip
+    rows: list[tuple[str, str]] = []
+    for label, runs in found.items():
+        server = [m.server_cpu for m in runs if m.server_cpu is not None]
+        cpu = f"; CPU: pytest {median([m.pytest_cpu for m in runs]):.2f} s"
+        cpu += f", test server {median(server):.2f} s" if server else ", test server n/a"
+        rows.append((
+            f"{n} tests, -n 2, {label}: wall (median of {repeats}; min-max){cpu}",
+            f"{ms(median([m.wall for m in runs]))} ({min(m.wall for m in runs):.2f}-"
+            f"{max(m.wall for m in runs):.2f} s)",
+        ))  # fmt: skip
+    for top, bottom, shown in RATIOS:
+        ratios = [a.wall / b.wall for a, b in zip(found[top], found[bottom], strict=True)]
+        rows.append((
+            f"{shown} (median of {repeats} rounds; min-max)",
+            f"{median(ratios):.2f}x ({min(ratios):.2f}-{max(ratios):.2f}x)",
+        ))  # fmt: skip
+    rows.append((
+        f"background top-up of the pool to {n} after a run (longest wait, not in the runs)",
+        ms(max(top_ups)),
+    ))  # fmt: skip
+    return rows, median([m.wall for m in found["psycopg"]])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tests", type=int, default=200)
     parser.add_argument("--samples", type=int, default=15)
+    parser.add_argument("--repeats", type=int, default=3, help="rounds of the N-test runs")
     args = parser.parse_args()
     n, samples = args.tests, args.samples
     stack = BenchStack("testdb")
@@ -355,6 +433,7 @@ def main() -> None:
             )
         )
         warm = median(handout(provider, samples, wait_for_pool=4))
+        on_the_spot = median(handout(provider, samples, wait_for_pool=4, ahead=False))
         session_reused, session_fresh = session_costs(provider, samples * 10)
         provider.close()
         empty_provider = provider_for(stack, backend, pool=0)
@@ -362,7 +441,8 @@ def main() -> None:
         server = floor_and_cold(empty_provider, samples)
         cold = server["cold"]
         rows += [
-            ("devdb_database hand-out, warm pool (median)", ms(warm)),
+            ("devdb_database hand-out, warm pool, claimed ahead (median)", ms(warm)),
+            ("devdb_database hand-out, warm pool, claimed on the spot (median)", ms(on_the_spot)),
             ("devdb_database hand-out, pool empty (median)", ms(cold)),
             (
                 "server's CREATE DATABASE TEMPLATE, FILE_COPY (client, median)",
@@ -374,7 +454,7 @@ def main() -> None:
             ("devdb_session own cost per test, loop reused (median)", ms(session_reused)),
             ("devdb_session own cost per test, loop per test (median)", ms(session_fresh)),
         ]
-        many, sync = many_tests(backend, empty_provider, n)
+        many, sync = many_tests(backend, empty_provider, n, args.repeats, test_container(stack))
         rows += many
         empty_provider.close()
         peer = peer_run(stack, backend, n, empty_provider.server.port)

@@ -203,7 +203,7 @@ if pytest_asyncio is not None:
 
         engine = sqla.new_engine(devdb_database.url)
         yield engine
-        await engine.dispose()
+        await sqla.discard(engine)
 
     @pytest_asyncio.fixture
     async def devdb_session(request: pytest.FixtureRequest, _devdb_session_database: Any) -> Any:

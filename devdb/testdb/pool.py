@@ -48,8 +48,11 @@ def top_up(
     target: int,
     file_copy: bool,
     keep_going: Callable[[], bool] = lambda: True,
+    steady: int | None = None,
 ) -> int:
-    """Create clones until the pool holds `target`, in a refill slot; the number made.
+    """Create clones until the pool holds `target`, in a refill slot; the number made (less
+    what was trimmed: see `trim_overshoot`, to `steady`, the pool's size between runs, which
+    is `target` unless given).
 
     Returns 0 at once when every slot is taken: those processes are filling the same pool.
     `keep_going` is asked before each clone (the janitor yields to waiting drops)."""
@@ -61,18 +64,31 @@ def top_up(
     made = 0
     try:
         while ready_count(conn, key) < target and keep_going():
-            member = names.pool_member(key)
-            catalog.create(conn, member, template, file_copy)
-            if slot > 0 and ready_count(conn, key) > target:
-                # Another slot counted before this clone existed: one too many. Slot 0 never
-                # gives way (two slots dropping at once would leave the pool one short); this
-                # one drops its clone unless a test claimed it meanwhile (then a no-op).
-                catalog.drop(conn, member)
-                break
+            catalog.create(conn, names.pool_member(key), template, file_copy)
             made += 1
     finally:
         catalog.unlock(conn, catalog.refill_lock(slot), lock_id(key))
-    return made
+    return made - trim_overshoot(conn, key, target if steady is None else steady)
+
+
+def trim_overshoot(conn: Connection, key: str, size: int) -> int:
+    """Drop the clones beyond `size`; the number dropped. Done by the last refiller out.
+
+    Two slots that count at once may each add the last clone: a clone being created is not
+    seen by the other's count until it is done. So every refiller, once out of its slot, checks
+    the count, and the last one out (no slot taken) drops what is over, one at a time under the
+    trim lock. One that sees a slot taken leaves it to that refiller, which checks when done."""
+    if ready_count(conn, key) <= size:
+        return 0
+    catalog.lock(conn, catalog.LOCK_TRIM, lock_id(key))
+    try:
+        if _slot_taken(conn, key):
+            return 0
+        extra = catalog.databases(conn, names.pool_prefix(key))[size:]
+        catalog.drop_all(conn, extra)  # one a test claimed meanwhile is renamed: a no-op
+    finally:
+        catalog.unlock(conn, catalog.LOCK_TRIM, lock_id(key))
+    return len(extra)
 
 
 def settle(
@@ -83,18 +99,19 @@ def settle(
     file_copy: bool,
     keep_going: Callable[[], bool] = lambda: True,
 ) -> int:
-    """Bring the pool to its steady `size`: top it up, or drop what a smaller size leaves over
-    (one trimmer at a time: slot 0). The number of clones made (negative: dropped)."""
+    """Bring the pool to its steady `size`: top it up, or drop what a smaller size leaves over.
+    The number of clones made (negative: dropped)."""
     if ready_count(conn, key) <= size:
         return top_up(conn, key, template, size, file_copy, keep_going)
-    if not catalog.try_lock(conn, catalog.refill_lock(0), lock_id(key)):
-        return 0
-    try:
-        extra = catalog.databases(conn, names.pool_prefix(key))[size:]
-        catalog.drop_all(conn, extra)  # one a test claimed meanwhile is renamed: a no-op
-    finally:
-        catalog.unlock(conn, catalog.refill_lock(0), lock_id(key))
-    return -len(extra)
+    return -trim_overshoot(conn, key, size)
+
+
+def _slot_taken(conn: Connection, key: str) -> bool:
+    for slot in range(REFILL_SLOTS):
+        if not catalog.try_lock(conn, catalog.refill_lock(slot), lock_id(key)):
+            return True
+        catalog.unlock(conn, catalog.refill_lock(slot), lock_id(key))
+    return False
 
 
 def _take_slot(conn: Connection, key: str) -> int | None:
@@ -105,16 +122,29 @@ def _take_slot(conn: Connection, key: str) -> int | None:
 
 
 class Janitor:
-    """Drops what it is given and keeps the run's reserve of clones, in a daemon thread."""
+    """This process's helper in a daemon thread: claims the next test's database ahead of time,
+    drops what it is given, and keeps the run's reserve of clones."""
 
     def __init__(
-        self, connect: Callable[[], Connection], key: str, template: str, size: int, file_copy: bool
+        self,
+        connect: Callable[[], Connection],
+        key: str,
+        template: str,
+        size: int,
+        file_copy: bool,
+        next_name: Callable[[], str],
     ) -> None:
         self._connect = connect
         self._key = key
         self._template = template
+        self._size = size
         self._reserve = min(size, RUN_RESERVE)
         self._file_copy = file_copy
+        self._next_name = next_name
+        # One pool clone already renamed to this process's next database name: a test's
+        # hand-out then costs no round trip to the server (the rename is done here, between
+        # tests). Only this thread puts, only the tests' thread takes.
+        self._ahead: queue.Queue[str] = queue.Queue(maxsize=1)
         self._drops: queue.Queue[str] = queue.Queue()
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -123,6 +153,14 @@ class Janitor:
 
     def start(self) -> None:
         self._thread.start()
+
+    def take_ahead(self) -> str | None:
+        """The database claimed ahead for the next test, if there is one (then wake the janitor
+        to claim the one after)."""
+        try:
+            return self._ahead.get_nowait()
+        except queue.Empty:
+            return None
 
     def drop_later(self, name: str) -> None:
         self._drops.put(name)
@@ -141,16 +179,24 @@ class Janitor:
         try:
             with self._connect() as conn:
                 while True:
+                    self._claim_ahead(conn)  # first: the next test may be starting now
                     self._drain(conn)
                     if self._stopping.is_set():
                         return
                     if self._reserve > 0:
                         top_up(conn, self._key, self._template, self._reserve, self._file_copy,
-                               keep_going=self._no_drops_waiting)  # fmt: skip
+                               keep_going=self._no_drops_waiting, steady=self._size)  # fmt: skip
                     self._wake.wait(IDLE_SECONDS)
                     self._wake.clear()
         except BaseException as err:  # reported by the provider at the next checkout
             self.error = err
+
+    def _claim_ahead(self, conn: Connection) -> None:
+        if self._reserve == 0 or not self._ahead.empty() or self._stopping.is_set():
+            return  # no pool (pool = 0), or one is waiting already
+        name = self._next_name()
+        if claim(conn, self._key, name):
+            self._ahead.put_nowait(name)
 
     def _no_drops_waiting(self) -> bool:
         # Drops first: a dropped clone frees the server (and tmpfs) for the tests.

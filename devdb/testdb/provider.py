@@ -2,14 +2,15 @@
 
 Start: find or start the test server (Compose), open the heartbeat connection that marks this
 process alive, drop the leftovers of killed runs, find or build the template, start the janitor.
-Then `checkout` hands out a clone (from the warm pool when it has one) and `release` drops it
-in the background. `close` drops everything this process made; the pool and the template stay
+Then `checkout` hands out a clone (the one the janitor claimed from the warm pool ahead of
+time, else one claimed or cloned now) and `release` drops it in the background. `close` drops everything this process made; the pool and the template stay
 for the next run, and a detached process brings the pool back to its size (refill.py).
 """
 
 from __future__ import annotations
 
 import itertools
+import threading
 from contextlib import suppress
 
 from devdb.testdb import catalog, names, pool, refill, template
@@ -29,6 +30,7 @@ class Provider:
         self.run_id = run_id
         self.owner = names.owner_tag(run_id, worker)
         self._numbers = itertools.count(1)
+        self._numbers_lock = threading.Lock()
         self._session_db: TestDatabase | None = None
         self.template = ""
         self.key = ""
@@ -48,8 +50,9 @@ class Provider:
         self.template = template.ensure(self._admin, self._heartbeat, build)
         template.drop_stale(self._admin, self.key)
         self._janitor = pool.Janitor(
-            self._janitor_connection, self.key, self.template, cfg.pool, self._file_copy
-        )
+            self._janitor_connection, self.key, self.template, cfg.pool, self._file_copy,
+            next_name=self._next_name,
+        )  # fmt: skip
         self._janitor.start()
 
     def _janitor_connection(self):
@@ -63,10 +66,16 @@ class Provider:
         """A fresh clone of the template, this caller's alone."""
         if self._janitor.error is not None:
             raise self._janitor.error
-        name = names.clone(self.owner, next(self._numbers))
-        self._clone(name)
+        name = self._janitor.take_ahead()
+        if name is None:  # none claimed ahead (the pool ran dry, or tests come too fast)
+            name = self._next_name()
+            self._clone(name)
         self._janitor.wake()
         return self._database(name)
+
+    def _next_name(self) -> str:
+        with self._numbers_lock:  # asked by the tests' thread and by the janitor's
+            return names.clone(self.owner, next(self._numbers))
 
     def _clone(self, name: str) -> None:
         """`name` made a clone of the template: a ready one renamed, else a CREATE now."""

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -12,7 +15,7 @@ import pytest
 from psycopg.conninfo import conninfo_to_dict
 
 from devdb.base.errors import ConfigError
-from devdb.testdb import config, key, migrate, names, refill
+from devdb.testdb import config, key, migrate, names, pool, refill
 from devdb.testdb.database import TestDatabase
 from devdb.testdb.server import Server
 
@@ -295,3 +298,164 @@ def test_refill_without_a_reachable_server_exits_1_quietly(monkeypatch, capsys):
     monkeypatch.setenv(refill.ORDER_VARIABLE, order.to_json())
     assert refill.main() == 1
     assert capsys.readouterr() == ("", "")
+
+
+_KEY = "ab12cd34" * 2  # a template key: 16 hex digits
+
+
+class _FakeServer:
+    """The catalog calls the janitor makes, on a set of database names (no SQL)."""
+
+    def __init__(self, ready: int) -> None:
+        self.databases = {f"devdb_pool_{_KEY}_{i:08x}" for i in range(ready)}
+        self.lock = threading.Lock()
+
+    def install(self, monkeypatch: pytest.MonkeyPatch, top_up: bool = False) -> None:
+        def databases(_conn, prefix):
+            with self.lock:
+                return sorted(n for n in self.databases if n.startswith(prefix))
+
+        def rename(_conn, old, new):
+            with self.lock:
+                if old not in self.databases:
+                    return False
+                self.databases.remove(old)
+                self.databases.add(new)
+                return True
+
+        def drop(_conn, name):
+            with self.lock:
+                self.databases.discard(name)
+
+        monkeypatch.setattr(pool.catalog, "databases", databases)
+        monkeypatch.setattr(pool.catalog, "rename", rename)
+        monkeypatch.setattr(pool.catalog, "drop", drop)
+        if not top_up:  # the janitor's tests: no refills
+            monkeypatch.setattr(pool, "top_up", lambda *args, **kwargs: 0)
+
+
+def _janitor(size: int, numbers: itertools.count) -> pool.Janitor:
+    return pool.Janitor(
+        contextlib.nullcontext, _KEY, "devdb_tpl_x", size, True,
+        next_name=lambda: names.clone("abcd1234_gw0", next(numbers)),
+    )  # fmt: skip
+
+
+def _wait_for(condition, seconds: float = 5.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "the janitor did not get there"
+        time.sleep(0.01)
+
+
+def test_janitor_claims_the_next_database_ahead_and_again_after_each_take(monkeypatch):
+    server = _FakeServer(ready=3)
+    server.install(monkeypatch)
+    janitor = _janitor(size=3, numbers=itertools.count(1))
+    janitor.start()
+    try:
+        _wait_for(lambda: "devdb_t_abcd1234_gw0_1" in server.databases)
+        assert janitor.take_ahead() == "devdb_t_abcd1234_gw0_1"
+        assert janitor.take_ahead() is None  # one at a time: the next is not claimed yet
+        janitor.wake()
+        _wait_for(lambda: "devdb_t_abcd1234_gw0_2" in server.databases)
+        assert janitor.take_ahead() == "devdb_t_abcd1234_gw0_2"
+    finally:
+        janitor.stop()
+    assert janitor.error is None
+
+
+def test_janitor_claims_nothing_ahead_without_a_pool(monkeypatch):
+    server = _FakeServer(ready=2)  # clones of an earlier run, but this run's pool is 0
+    server.install(monkeypatch)
+    janitor = _janitor(size=0, numbers=itertools.count(1))
+    janitor.start()
+    janitor.wake()
+    janitor.stop()
+    assert janitor.take_ahead() is None
+    assert not [n for n in server.databases if n.startswith("devdb_t_")]
+    assert janitor.error is None
+
+
+def test_janitor_drops_what_it_is_given_before_it_stops(monkeypatch):
+    server = _FakeServer(ready=0)
+    server.databases |= {"devdb_t_abcd1234_gw0_1", "devdb_t_abcd1234_gw0_2"}
+    server.install(monkeypatch)
+    janitor = _janitor(size=4, numbers=itertools.count(3))
+    janitor.start()
+    janitor.drop_later("devdb_t_abcd1234_gw0_1")
+    janitor.drop_later("devdb_t_abcd1234_gw0_2")
+    janitor.stop()
+    assert server.databases == set()
+    assert janitor.take_ahead() is None  # the pool was empty: nothing to claim
+
+
+class _FakeLocks:
+    """Advisory locks of the fake server: exclusive, per (purpose, id), held by a session."""
+
+    def __init__(self) -> None:
+        self.held: dict[tuple[int, int], object] = {}
+        self.cond = threading.Condition()
+
+    def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        def try_lock(conn, purpose, lock_id):
+            with self.cond:
+                if self.held.get((purpose, lock_id), conn) is not conn:
+                    return False
+                self.held[(purpose, lock_id)] = conn
+                return True
+
+        def lock(conn, purpose, lock_id):
+            with self.cond:
+                self.cond.wait_for(lambda: (purpose, lock_id) not in self.held)
+                self.held[(purpose, lock_id)] = conn
+
+        def unlock(conn, purpose, lock_id):
+            with self.cond:
+                if self.held.get((purpose, lock_id)) is conn:
+                    del self.held[(purpose, lock_id)]
+                    self.cond.notify_all()
+
+        monkeypatch.setattr(pool.catalog, "try_lock", try_lock)
+        monkeypatch.setattr(pool.catalog, "lock", lock)
+        monkeypatch.setattr(pool.catalog, "unlock", unlock)
+
+
+def test_two_refillers_whose_last_clones_land_together_leave_the_pool_at_its_size(monkeypatch):
+    """Slot 1 counts, creates and leaves while slot 0's clone is still being made: slot 0's
+    clone lands one over the size, and slot 0, the last one out, drops the one too many."""
+    server = _FakeServer(ready=6)
+    server.install(monkeypatch, top_up=True)
+    _FakeLocks().install(monkeypatch)
+    slow_started, slow_may_finish = threading.Event(), threading.Event()
+
+    def create(conn, name, template, file_copy):
+        if conn == "slow":
+            slow_started.set()
+            slow_may_finish.wait(5)  # not seen by the other's count until it is done
+        with server.lock:
+            server.databases.add(name)
+
+    monkeypatch.setattr(pool.catalog, "create", create)
+    key = _KEY
+    slow = threading.Thread(target=pool.settle, args=("slow", key, "devdb_tpl_x", 7, True))
+    slow.start()
+    assert slow_started.wait(5)
+    assert pool.settle("fast", key, "devdb_tpl_x", 7, True) == 1  # 6 + its own: 7, done
+    slow_may_finish.set()
+    slow.join(5)
+    assert pool.ready_count(None, key) == 7
+
+
+def test_a_refiller_leaves_the_trim_to_one_still_in_its_slot(monkeypatch):
+    server = _FakeServer(ready=9)
+    server.install(monkeypatch)
+    locks = _FakeLocks()
+    locks.install(monkeypatch)
+    key = _KEY
+    assert pool.catalog.try_lock("other", pool.catalog.refill_lock(1), pool.lock_id(key))
+    assert pool.trim_overshoot("me", key, 7) == 0  # slot 1 is busy: its holder trims when done
+    pool.catalog.unlock("other", pool.catalog.refill_lock(1), pool.lock_id(key))
+    assert pool.trim_overshoot("other", key, 7) == 2
+    assert pool.ready_count(None, key) == 7
+    assert locks.held == {}
