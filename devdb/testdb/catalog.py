@@ -13,7 +13,6 @@ from psycopg import Connection, errors, sql
 # Advisory lock purposes (the first number of the pair).
 LOCK_USE = 0x64766401  # shared by every process using a template; exclusive to drop it
 LOCK_BUILD = 0x64766402  # the one process building a template
-LOCK_TRIM = 0x64766403  # the one process dropping a warm pool's clones beyond its size
 LOCK_REFILL = 0x64766410  # + slot: the processes refilling the warm pool side by side
 
 

@@ -164,9 +164,12 @@ def devdb_database(request: pytest.FixtureRequest) -> Iterator[Any]:
     yield database
     if request.config.getoption(KEEP_FAILED) and _failed(request.node):
         kept = provider.keep(database)
-        request.node.user_properties.append(
-            (KEPT_PROPERTY, f"{request.node.nodeid}: {kept.shown} (password: POSTGRES_PASSWORD)")
-        )
+        if kept is None:  # still in use: dropped like any other
+            shown = f"not kept, {database.shown} was still in use (connections to it came back)"
+            provider.release(database)
+        else:
+            shown = f"{kept.shown} (password: POSTGRES_PASSWORD)"
+        request.node.user_properties.append((KEPT_PROPERTY, f"{request.node.nodeid}: {shown}"))
     else:
         provider.release(database)
 
@@ -201,7 +204,7 @@ if pytest_asyncio is not None:
         """An AsyncEngine on this test's database, made on the test's loop, disposed after."""
         from devdb.testdb import sqla
 
-        engine = sqla.new_engine(devdb_database.url)
+        engine = sqla.test_engine(devdb_database.url)
         yield engine
         await sqla.discard(engine)
 

@@ -26,6 +26,7 @@ from devdb.testdb import catalog, names
 from devdb.testdb.key import lock_id
 
 IDLE_SECONDS = 0.2
+STATEMENT_TIMEOUT_MS = 120_000  # the janitor's and the after-run top-up's (refill.py)
 REFILL_SLOTS = 2
 RUN_RESERVE = 4  # clones a running suite keeps ready (of the steady size) while it eats them
 
@@ -76,18 +77,15 @@ def trim_overshoot(conn: Connection, key: str, size: int) -> int:
 
     Two slots that count at once may each add the last clone: a clone being created is not
     seen by the other's count until it is done. So every refiller, once out of its slot, checks
-    the count, and the last one out (no slot taken) drops what is over, one at a time under the
-    trim lock. One that sees a slot taken leaves it to that refiller, which checks when done."""
-    if ready_count(conn, key) <= size:
+    the count, and one that finds no slot taken drops what is over. One that sees a slot taken
+    leaves it to that refiller, which checks when it is out (should that one fail first, the
+    pool stays one over until the next run's settle). No lock is needed: while the pool is over
+    its size no refiller creates, and two trimmers at once drop the same names (a no-op for the
+    second)."""
+    if ready_count(conn, key) <= size or _slot_taken(conn, key):
         return 0
-    catalog.lock(conn, catalog.LOCK_TRIM, lock_id(key))
-    try:
-        if _slot_taken(conn, key):
-            return 0
-        extra = catalog.databases(conn, names.pool_prefix(key))[size:]
-        catalog.drop_all(conn, extra)  # one a test claimed meanwhile is renamed: a no-op
-    finally:
-        catalog.unlock(conn, catalog.LOCK_TRIM, lock_id(key))
+    extra = catalog.databases(conn, names.pool_prefix(key))[size:]
+    catalog.drop_all(conn, extra)  # one a test claimed meanwhile is renamed: a no-op
     return len(extra)
 
 
@@ -145,6 +143,7 @@ class Janitor:
         # hand-out then costs no round trip to the server (the rename is done here, between
         # tests). Only this thread puts, only the tests' thread takes.
         self._ahead: queue.Queue[str] = queue.Queue(maxsize=1)
+        self._claiming = False
         self._drops: queue.Queue[str] = queue.Queue()
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -155,8 +154,19 @@ class Janitor:
         self._thread.start()
 
     def take_ahead(self) -> str | None:
-        """The database claimed ahead for the next test, if there is one (then wake the janitor
-        to claim the one after)."""
+        """The database claimed ahead for the next test, if there is one; the janitor is woken
+        to claim the one after. Claiming starts with the first call: a process whose tests
+        never take a database of their own (devdb_session only) claims none."""
+        self._claiming = True
+        try:
+            return self._ahead.get_nowait()
+        except queue.Empty:
+            return None
+        finally:
+            self._wake.set()
+
+    def untaken(self) -> str | None:
+        """After stop(): the database claimed ahead that no test took, if any."""
         try:
             return self._ahead.get_nowait()
         except queue.Empty:
@@ -178,6 +188,9 @@ class Janitor:
     def _run(self) -> None:
         try:
             with self._connect() as conn:
+                # A bound on every statement: a server that stops answering (or a lock another
+                # process never lets go) must not hang the run's end, which waits for this thread.
+                conn.execute(f"SET statement_timeout = {STATEMENT_TIMEOUT_MS}")
                 while True:
                     self._claim_ahead(conn)  # first: the next test may be starting now
                     self._drain(conn)
@@ -192,8 +205,10 @@ class Janitor:
             self.error = err
 
     def _claim_ahead(self, conn: Connection) -> None:
-        if self._reserve == 0 or not self._ahead.empty() or self._stopping.is_set():
-            return  # no pool (pool = 0), or one is waiting already
+        if not self._claiming or self._reserve == 0 or not self._ahead.empty():
+            return  # no test has asked yet, no pool (pool = 0), or one is waiting already
+        if self._stopping.is_set():
+            return
         name = self._next_name()
         if claim(conn, self._key, name):
             self._ahead.put_nowait(name)

@@ -20,6 +20,7 @@ from devdb.testdb.key import template_key
 from devdb.testdb.server import Server, ensure_running
 
 FILE_COPY_SINCE = 15  # CREATE DATABASE ... STRATEGY appeared in PostgreSQL 15
+KEEP_ATTEMPTS = 3
 
 
 class Provider:
@@ -85,12 +86,15 @@ class Provider:
     def release(self, database: TestDatabase) -> None:
         self._janitor.drop_later(database.name)
 
-    def keep(self, database: TestDatabase) -> TestDatabase:
-        """Rename a failed test's database so that no cleanup drops it."""
+    def keep(self, database: TestDatabase) -> TestDatabase | None:
+        """Rename a failed test's database so that no cleanup drops it; None when it cannot be
+        (something connects to it again as fast as its sessions are ended)."""
         kept = names.kept(database.name)
-        catalog.end_sessions(self._admin, database.name)
-        catalog.rename(self._admin, database.name, kept)
-        return self._database(kept)
+        for _ in range(KEEP_ATTEMPTS):
+            catalog.end_sessions(self._admin, database.name)
+            if catalog.rename(self._admin, database.name, kept):
+                return self._database(kept)
+        return None
 
     def _start_top_up(self) -> None:
         size = self.config.pool
@@ -110,6 +114,9 @@ class Provider:
         topped up to its steady size by a detached process (refill.py)."""
         with suppress(Exception):
             self._janitor.stop()
+            untaken = self._janitor.untaken()
+            if untaken is not None:  # never handed out, never connected to: back to the pool
+                catalog.rename(self._admin, untaken, names.pool_member(self.key))
         with suppress(Exception):
             for name in catalog.databases(self._admin, f"{names.CLONE}{self.owner}_"):
                 catalog.drop(self._admin, name)

@@ -25,7 +25,6 @@ from pathlib import Path
 from devdb.testdb.server import Server
 
 ORDER_VARIABLE = "DEVDB_TESTDB_REFILL"
-STATEMENT_TIMEOUT_MS = 120_000
 DEADLINE_SECONDS = 600.0
 
 
@@ -85,7 +84,7 @@ def run(order: Order) -> int:
 
     deadline = time.monotonic() + DEADLINE_SECONDS
     with order.server.connect(application_name=names.refiller(order.key)) as conn:
-        conn.execute(f"SET statement_timeout = {STATEMENT_TIMEOUT_MS}")
+        conn.execute(f"SET statement_timeout = {pool.STATEMENT_TIMEOUT_MS}")
         catalog.lock_shared(conn, catalog.LOCK_USE, lock_id(order.key))
         if not catalog.exists(conn, order.template):
             return 0  # a newer key replaced it meanwhile

@@ -22,10 +22,16 @@ _made: weakref.WeakKeyDictionary[Any, list[Any]] = weakref.WeakKeyDictionary()
 def new_engine(url: str) -> Any:
     """An engine for the test server, which has no TLS (the postgres image's default): asyncpg
     would otherwise ask for it first, a round trip more on every connection (one per test)."""
-    from sqlalchemy import event
     from sqlalchemy.ext.asyncio import create_async_engine
 
-    engine = create_async_engine(url, connect_args={"ssl": False})
+    return create_async_engine(url, connect_args={"ssl": False})
+
+
+def test_engine(url: str) -> Any:
+    """devdb_engine's engine: one test's, on a database dropped after it; `discard` ends it."""
+    from sqlalchemy import event
+
+    engine = new_engine(url)
     made: list[Any] = []
     _made[engine.sync_engine] = made
     event.listen(engine.sync_engine, "connect", lambda connection, _record: made.append(connection))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
+import io
 import itertools
 import os
 import subprocess
@@ -15,8 +15,9 @@ import pytest
 from psycopg.conninfo import conninfo_to_dict
 
 from devdb.base.errors import ConfigError
-from devdb.testdb import config, key, migrate, names, pool, refill
+from devdb.testdb import catalog, config, key, migrate, names, pool, refill
 from devdb.testdb.database import TestDatabase
+from devdb.testdb.provider import Provider
 from devdb.testdb.server import Server
 
 
@@ -334,9 +335,22 @@ class _FakeServer:
             monkeypatch.setattr(pool, "top_up", lambda *args, **kwargs: 0)
 
 
+class _FakeConnection:
+    """The janitor's connection: what it sets on it directly (its own SQL is the fake's)."""
+
+    def __enter__(self) -> _FakeConnection:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def execute(self, query: str) -> None:
+        assert query.startswith("SET statement_timeout = ")
+
+
 def _janitor(size: int, numbers: itertools.count) -> pool.Janitor:
     return pool.Janitor(
-        contextlib.nullcontext, _KEY, "devdb_tpl_x", size, True,
+        _FakeConnection, _KEY, "devdb_tpl_x", size, True,
         next_name=lambda: names.clone("abcd1234_gw0", next(numbers)),
     )  # fmt: skip
 
@@ -348,20 +362,30 @@ def _wait_for(condition, seconds: float = 5.0) -> None:
         time.sleep(0.01)
 
 
-def test_janitor_claims_the_next_database_ahead_and_again_after_each_take(monkeypatch):
+def _one_round(janitor: pool.Janitor, server: _FakeServer) -> None:
+    """Wait until the janitor has been round its loop once more (it drops a marker first)."""
+    server.databases.add("devdb_t_marker")
+    janitor.drop_later("devdb_t_marker")
+    _wait_for(lambda: "devdb_t_marker" not in server.databases)
+
+
+def test_janitor_claims_the_next_database_ahead_once_tests_take_them(monkeypatch):
     server = _FakeServer(ready=3)
     server.install(monkeypatch)
     janitor = _janitor(size=3, numbers=itertools.count(1))
     janitor.start()
     try:
+        _one_round(janitor, server)
+        assert not [n for n in server.databases if n.startswith("devdb_t_")]  # none asked yet
+        assert janitor.take_ahead() is None  # the first test claims its own; now it starts
         _wait_for(lambda: "devdb_t_abcd1234_gw0_1" in server.databases)
         assert janitor.take_ahead() == "devdb_t_abcd1234_gw0_1"
-        assert janitor.take_ahead() is None  # one at a time: the next is not claimed yet
-        janitor.wake()
         _wait_for(lambda: "devdb_t_abcd1234_gw0_2" in server.databases)
         assert janitor.take_ahead() == "devdb_t_abcd1234_gw0_2"
+        _wait_for(lambda: "devdb_t_abcd1234_gw0_3" in server.databases)  # the pool's last
     finally:
         janitor.stop()
+    assert janitor.untaken() == "devdb_t_abcd1234_gw0_3"  # the provider gives it back
     assert janitor.error is None
 
 
@@ -370,9 +394,11 @@ def test_janitor_claims_nothing_ahead_without_a_pool(monkeypatch):
     server.install(monkeypatch)
     janitor = _janitor(size=0, numbers=itertools.count(1))
     janitor.start()
-    janitor.wake()
-    janitor.stop()
     assert janitor.take_ahead() is None
+    _one_round(janitor, server)
+    _one_round(janitor, server)
+    janitor.stop()
+    assert janitor.untaken() is None
     assert not [n for n in server.databases if n.startswith("devdb_t_")]
     assert janitor.error is None
 
@@ -387,7 +413,61 @@ def test_janitor_drops_what_it_is_given_before_it_stops(monkeypatch):
     janitor.drop_later("devdb_t_abcd1234_gw0_2")
     janitor.stop()
     assert server.databases == set()
-    assert janitor.take_ahead() is None  # the pool was empty: nothing to claim
+    assert janitor.error is None
+
+
+class _FakeJanitor:
+    def __init__(self, ahead: list[str]) -> None:
+        self.ahead = ahead
+        self.error = None
+        self.stopped = False
+
+    def take_ahead(self) -> str | None:
+        return self.ahead.pop(0) if self.ahead else None
+
+    def wake(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        self.stopped = True
+
+    def untaken(self) -> str | None:
+        return self.take_ahead()
+
+
+def _provider(monkeypatch: pytest.MonkeyPatch, ahead: list[str]) -> tuple[Provider, list]:
+    calls: list = []
+    monkeypatch.setattr(
+        pool, "claim", lambda conn, key, name: calls.append(("claim", name)) or True
+    )
+    monkeypatch.setattr(
+        catalog, "rename", lambda conn, old, new: calls.append(("rename", old, new)) or True
+    )
+    monkeypatch.setattr(catalog, "databases", lambda conn, prefix: [])
+    monkeypatch.setattr(catalog, "drop", lambda conn, name: calls.append(("drop", name)))
+    monkeypatch.setattr(pool, "ready_count", lambda conn, key: 4)
+    provider = Provider(config.TestConfig(Path("."), pool=4), "abcd1234", "gw0")
+    provider.server = Server("127.0.0.1", 5555, "u", "p", "db")
+    provider.key, provider.template, provider._file_copy = _KEY, "devdb_tpl_x", True
+    provider._admin = provider._heartbeat = io.StringIO()  # only closed
+    provider._janitor = _FakeJanitor(ahead)
+    return provider, calls
+
+
+def test_checkout_takes_the_database_claimed_ahead_else_claims_its_own(monkeypatch):
+    provider, calls = _provider(monkeypatch, ahead=["devdb_t_abcd1234_gw0_7"])
+    assert provider.checkout().name == "devdb_t_abcd1234_gw0_7"
+    assert calls == []  # no round trip at all
+    assert provider.checkout().name == "devdb_t_abcd1234_gw0_1"
+    assert calls == [("claim", "devdb_t_abcd1234_gw0_1")]
+
+
+def test_close_gives_the_untaken_database_back_to_the_pool(monkeypatch):
+    provider, calls = _provider(monkeypatch, ahead=["devdb_t_abcd1234_gw0_9"])
+    provider.close()
+    assert provider._janitor.stopped
+    assert calls[0][:2] == ("rename", "devdb_t_abcd1234_gw0_9")
+    assert calls[0][2].startswith(names.pool_prefix(_KEY))
 
 
 class _FakeLocks:
@@ -405,11 +485,6 @@ class _FakeLocks:
                 self.held[(purpose, lock_id)] = conn
                 return True
 
-        def lock(conn, purpose, lock_id):
-            with self.cond:
-                self.cond.wait_for(lambda: (purpose, lock_id) not in self.held)
-                self.held[(purpose, lock_id)] = conn
-
         def unlock(conn, purpose, lock_id):
             with self.cond:
                 if self.held.get((purpose, lock_id)) is conn:
@@ -417,7 +492,6 @@ class _FakeLocks:
                     self.cond.notify_all()
 
         monkeypatch.setattr(pool.catalog, "try_lock", try_lock)
-        monkeypatch.setattr(pool.catalog, "lock", lock)
         monkeypatch.setattr(pool.catalog, "unlock", unlock)
 
 
@@ -459,3 +533,12 @@ def test_a_refiller_leaves_the_trim_to_one_still_in_its_slot(monkeypatch):
     assert pool.trim_overshoot("other", key, 7) == 2
     assert pool.ready_count(None, key) == 7
     assert locks.held == {}
+
+
+def test_keep_says_so_when_the_database_stays_in_use(monkeypatch):
+    provider, calls = _provider(monkeypatch, ahead=[])
+    monkeypatch.setattr(catalog, "end_sessions", lambda conn, name: calls.append(("end", name)))
+    monkeypatch.setattr(catalog, "rename", lambda conn, old, new: False)  # reconnected at once
+    database = provider._database("devdb_t_abcd1234_gw0_1")
+    assert provider.keep(database) is None
+    assert calls == [("end", "devdb_t_abcd1234_gw0_1")] * 3
