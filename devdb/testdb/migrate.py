@@ -2,7 +2,8 @@
 
 The command gets the variables the backend reads (DB_HOST, DB_PORT, DB_NAME, DB_USER,
 DB_PASSWORD) and DATABASE_URL, all naming the template; no stdin (it can never wait for input),
-a timeout, and its whole process group is stopped when the time is up.
+a timeout, and its whole process group is stopped when the time is up, on Ctrl-C, and when
+pytest itself is killed.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 from collections.abc import Mapping
 from contextlib import suppress
 from pathlib import Path
@@ -27,14 +29,44 @@ class MigrateFailed(DevDbError):
         self.exit_code = exit_code
 
 
+# The guard between pytest and `migrate`: it leads migrate's session and process group, runs
+# the command with a shell (on purpose: `migrate` is the user's own command line from their
+# pyproject) and ends the whole group when pytest is gone (kill -9 included): it holds the read
+# end of a pipe whose only write end is pytest's, so EOF there means pytest died. Python in
+# isolated mode (-I): the backend's folder, its working directory, is not on its sys.path.
+_GUARD = """
+import os, signal, subprocess, sys, threading
+parent = int(sys.argv[1])
+child = subprocess.Popen(sys.argv[2], shell=True)
+def watch():
+    while os.read(parent, 1):
+        pass
+    os.killpg(0, signal.SIGKILL)
+threading.Thread(target=watch, daemon=True).start()
+code = child.wait()
+sys.exit(code if code >= 0 else 128 - code)
+"""
+
+
 def run(command: str, cwd: Path, variables: Mapping[str, str], timeout: float) -> None:
     """Run `command` with a shell in `cwd`; raise MigrateFailed with its last output lines."""
-    # A shell on purpose: `migrate` is the user's own command line from their pyproject.
-    process = subprocess.Popen(  # noqa: S602
-        command, shell=True, cwd=cwd, env={**os.environ, **variables},
-        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )  # fmt: skip
+    alive_read, alive_write = os.pipe()  # pytest keeps the write end until migrate is done
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-I", "-c", _GUARD, str(alive_read), command],
+            cwd=cwd, env={**os.environ, **variables}, pass_fds=(alive_read,),
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+    finally:
+        os.close(alive_read)
+    try:
+        _wait(process, command, timeout)
+    finally:
+        os.close(alive_write)
+
+
+def _wait(process: subprocess.Popen, command: str, timeout: float) -> None:
     try:
         output, _ = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:

@@ -229,6 +229,27 @@ def test_migrate_is_stopped_at_its_timeout_with_its_children(tmp_path: Path):
     )
 
 
+def _running(pattern: str) -> bool:
+    return pattern in subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+
+
+def test_migrate_is_stopped_when_pytest_is_killed(tmp_path):
+    """kill -9 of the process running migrate (pytest, or an xdist worker): migrate's whole
+    group ends too, instead of running on alone on a template no one will use."""
+    code = (
+        "import pathlib, sys\n"
+        "from devdb.testdb import migrate\n"
+        "migrate.run('sleep 33.3141 & sleep 33.3141', pathlib.Path(sys.argv[1]), {}, 60)\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], start_new_session=True)
+    try:
+        _wait_for(lambda: _running("sleep 33.3141"))
+    finally:
+        parent.kill()
+        parent.wait()
+    _wait_for(lambda: not _running("sleep 33.3141"))
+
+
 def test_interrupted_migrate_stops_its_whole_group(tmp_path):
     """Ctrl-C during migrate (KeyboardInterrupt in pytest) stops migrate's group too."""
     import signal
