@@ -10,6 +10,8 @@ from collections.abc import Iterable
 
 from psycopg import Connection, errors, sql
 
+from devdb.base.errors import DevDbError
+
 # Advisory lock purposes (the first number of the pair).
 LOCK_USE = 0x64766401  # shared by every process using a template; exclusive to drop it
 LOCK_BUILD = 0x64766402  # the one process building a template
@@ -55,7 +57,24 @@ def create(
         query += sql.SQL(" TEMPLATE {}").format(sql.Identifier(template))
         if file_copy:
             query += sql.SQL(" STRATEGY FILE_COPY")
-    conn.execute(query)
+    try:
+        conn.execute(query)
+    except errors.DiskFull as err:
+        raise TestServerFull(
+            f"the test server has no room for another database ({_first_line(err)}): its data "
+            "is in memory (tmpfs); lower `pool` in [tool.devdb.test], or free it with "
+            "`inv test-db-down`"
+        ) from None
+
+
+class TestServerFull(DevDbError):
+    """The test server's tmpfs is full: CREATE DATABASE failed with DISK FULL."""
+
+    __test__ = False
+
+
+def _first_line(err: Exception) -> str:
+    return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
 
 
 def drop(conn: Connection, name: str) -> None:

@@ -11,6 +11,7 @@ import threading
 import time
 from pathlib import Path
 
+import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict
 
@@ -563,3 +564,19 @@ def test_keep_says_so_when_the_database_stays_in_use(monkeypatch):
     database = provider._database("devdb_t_abcd1234_gw0_1")
     assert provider.keep(database) is None
     assert calls == [("end", "devdb_t_abcd1234_gw0_1")] * 3
+
+
+def test_a_full_test_server_is_one_line_naming_pool_and_test_db_down():
+    class Full:
+        def execute(self, query):
+            raise psycopg.errors.DiskFull(
+                'could not write to file "base/16389/2619": No space left on device'
+            )
+
+    with pytest.raises(catalog.TestServerFull) as raised:
+        catalog.create(Full(), "devdb_pool_x", "devdb_tpl_x", file_copy=True)
+    message = str(raised.value)
+    assert "\n" not in message
+    assert "No space left on device" in message
+    assert "`pool`" in message
+    assert "inv test-db-down" in message
