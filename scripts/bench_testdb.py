@@ -310,9 +310,9 @@ RATIOS = (  # (numerator, denominator, what it shows)
 
 
 def test_container(stack: BenchStack) -> str:
-    """The test server's container, found by the labels Compose puts on it."""
+    """The test server's container (its full id), found by the labels Compose puts on it."""
     found = subprocess.run(
-        ["docker", "ps", "--quiet",
+        ["docker", "ps", "--quiet", "--no-trunc",
          "--filter", f"label=com.docker.compose.project={stack.project}",
          "--filter", "label=com.docker.compose.service=postgres-test"],
         capture_output=True, text=True, check=True,
@@ -320,13 +320,8 @@ def test_container(stack: BenchStack) -> str:
     return found.stdout.strip()
 
 
-def container_cpu_seconds(container: str) -> float | None:
+def container_cpu_seconds(long_id: str) -> float | None:
     """CPU time the test server's container has used (cgroup v1 or v2), None where unreadable."""
-    found = subprocess.run(
-        ["docker", "inspect", "--format", "{{.Id}}", container],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
-    long_id = found.stdout.strip()
     v1 = Path(f"/sys/fs/cgroup/cpuacct/docker/{long_id}/cpuacct.usage")
     if long_id and v1.exists():
         return int(v1.read_text()) / 1e9

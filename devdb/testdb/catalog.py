@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from psycopg import Connection, errors, sql
 
 from devdb.base.errors import DevDbError
+from devdb.base.render import brief
 
 # Advisory lock purposes (the first number of the pair).
 LOCK_USE = 0x64766401  # shared by every process using a template; exclusive to drop it
@@ -61,7 +62,7 @@ def create(
         conn.execute(query)
     except errors.DiskFull as err:
         raise TestServerFull(
-            f"the test server has no room for another database ({_first_line(err)}): its data "
+            f"the test server has no room for another database ({brief(str(err), 1, last=False)}): its data "
             "is in memory (tmpfs); lower `pool` in [tool.devdb.test], or free it with "
             "`inv test-db-down`"
         ) from None
@@ -71,10 +72,6 @@ class TestServerFull(DevDbError):
     """The test server's tmpfs is full: CREATE DATABASE failed with DISK FULL."""
 
     __test__ = False
-
-
-def _first_line(err: Exception) -> str:
-    return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
 
 
 def drop(conn: Connection, name: str) -> None:

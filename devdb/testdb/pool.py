@@ -158,15 +158,11 @@ class Janitor:
         to claim the one after. Claiming starts with the first call: a process whose tests
         never take a database of their own (devdb_session only) claims none."""
         self._claiming = True
-        try:
-            return self._ahead.get_nowait()
-        except queue.Empty:
-            return None
-        finally:
-            self._wake.set()
+        self._wake.set()
+        return self.untaken()
 
     def untaken(self) -> str | None:
-        """After stop(): the database claimed ahead that no test took, if any."""
+        """The database claimed ahead and not taken yet, if any (after stop(): no test's)."""
         try:
             return self._ahead.get_nowait()
         except queue.Empty:
@@ -208,7 +204,7 @@ class Janitor:
         if not self._claiming or self._reserve == 0 or not self._ahead.empty():
             return  # no test has asked yet, no pool (pool = 0), or one is waiting already
         if self._stopping.is_set():
-            return
+            return  # the run is ending: nothing more to hand out
         name = self._next_name()
         if claim(conn, self._key, name):
             self._ahead.put_nowait(name)

@@ -3,8 +3,9 @@
 Start: find or start the test server (Compose), open the heartbeat connection that marks this
 process alive, drop the leftovers of killed runs, find or build the template, start the janitor.
 Then `checkout` hands out a clone (the one the janitor claimed from the warm pool ahead of
-time, else one claimed or cloned now) and `release` drops it in the background. `close` drops everything this process made; the pool and the template stay
-for the next run, and a detached process brings the pool back to its size (refill.py).
+time, else one claimed or cloned now) and `release` drops it in the background. `close` drops
+everything this process made; the pool and the template stay for the next run, and a detached
+process brings the pool back to its size (refill.py).
 """
 
 from __future__ import annotations
@@ -71,8 +72,7 @@ class Provider:
         if name is None:  # none claimed ahead (the pool ran dry, or tests come too fast)
             name = self._next_name()
             self._clone(name)
-        self._janitor.wake()
-        return self._database(name)
+        return self._database(name)  # take_ahead woke the janitor: the next claim, the reserve
 
     def _next_name(self) -> str:
         with self._numbers_lock:  # asked by the tests' thread and by the janitor's
