@@ -19,6 +19,7 @@ from pathlib import Path
 from devdb.base.errors import DevDbError
 
 TAIL_LINES = 15
+DRAIN_SECONDS = 5.0  # reading what a stopped migrate wrote
 
 
 class MigrateFailed(DevDbError):
@@ -52,18 +53,32 @@ def run(command: str, cwd: Path, variables: Mapping[str, str], timeout: float) -
     """Run `command` with a shell in `cwd`; raise MigrateFailed with its last output lines."""
     alive_read, alive_write = os.pipe()  # pytest keeps the write end until migrate is done
     try:
-        process = subprocess.Popen(
-            [sys.executable, "-I", "-c", _GUARD, str(alive_read), command],
-            cwd=cwd, env={**os.environ, **variables}, pass_fds=(alive_read,),
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )  # fmt: skip
-    finally:
-        os.close(alive_read)
-    try:
+        guard_end = _above_stdio(alive_read)
+        try:
+            process = subprocess.Popen(
+                [sys.executable, "-I", "-c", _GUARD, str(guard_end), command],
+                cwd=cwd, env={**os.environ, **variables}, pass_fds=(guard_end,),
+                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )  # fmt: skip
+        finally:
+            os.close(guard_end)
         _wait(process, command, timeout)
     finally:
         os.close(alive_write)
+
+
+def _above_stdio(fd: int) -> int:
+    """`fd` moved to a number above 2 (the original closed). A pytest started with stdin (or
+    stdout) closed gets the pipe's read end as fd 0 (or 1): in the guard, Popen's own stdin
+    /dev/null (or stdout pipe) would then replace it, and the guard would read EOF at once and
+    stop migrate as if pytest had died."""
+    import fcntl  # POSIX, as the rest of this module; imported here so the plugin loads anywhere
+
+    try:
+        return fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3)
+    finally:
+        os.close(fd)
 
 
 def _wait(process: subprocess.Popen, command: str, timeout: float) -> None:
@@ -71,7 +86,7 @@ def _wait(process: subprocess.Popen, command: str, timeout: float) -> None:
         output, _ = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         _stop_group(process)
-        output, _ = process.communicate()
+        output = _rest_of_output(process)
         raise MigrateFailed(
             f"migrate ({command!r}) did not finish within {timeout:.0f} s and was stopped"
             f"{_tail(output)}; raise migrate_timeout in [tool.devdb.test] if it needs longer.",
@@ -88,6 +103,18 @@ def _wait(process: subprocess.Popen, command: str, timeout: float) -> None:
         raise MigrateFailed(
             f"migrate ({command!r}) failed with exit code {code}{_tail(output)}", exit_code=code
         )
+
+
+def _rest_of_output(process: subprocess.Popen) -> bytes:
+    """What the stopped group wrote. Bounded: a process that left the group (a daemon started
+    by `migrate`, with a session of its own) may hold the pipe open long after the kill."""
+    try:
+        output, _ = process.communicate(timeout=DRAIN_SECONDS)
+    except subprocess.TimeoutExpired as still_open:
+        output = still_open.output or b""
+        process.stdout.close()
+        process.wait()  # the guard itself was killed: it is gone, only the pipe stayed open
+    return output
 
 
 def _tail(output: bytes) -> str:

@@ -78,7 +78,10 @@ def pytest_testnodedown(node: Any, error: object) -> None:
 def pytest_sessionfinish(session: pytest.Session) -> None:
     provider = session.config.stash.get(_provider_key, None)
     if provider is not None:
-        provider.close()
+        notice = provider.close()
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if notice is not None and reporter is not None:
+            reporter.write_line(notice)
     code = session.config.stash.get(_exit_key, None)
     if code is not None:
         session.exitstatus = code

@@ -27,8 +27,15 @@ from devdb.testdb.key import lock_id
 
 IDLE_SECONDS = 0.2
 STATEMENT_TIMEOUT_MS = 120_000  # the janitor's and the after-run top-up's (refill.py)
+# The run's end waits this long for the janitor: its statement timeout, and a margin for the
+# drops still queued. A statement timeout is the server's to enforce: a server that stops
+# answering altogether (a paused container) would otherwise hang the run's end.
+STOP_SECONDS = STATEMENT_TIMEOUT_MS / 1000 + 30
 REFILL_SLOTS = 2
 RUN_RESERVE = 4  # clones a running suite keeps ready (of the steady size) while it eats them
+# Clones given back when a refill finds the test server full (its tmpfs: a Docker Desktop VM
+# has a few GB): room for the tests' own writes and for a clone made on the spot.
+FULL_HEADROOM = 2
 
 
 def claim(conn: Connection, key: str, new_name: str) -> bool:
@@ -56,7 +63,8 @@ def top_up(
     is `target` unless given).
 
     Returns 0 at once when every slot is taken: those processes are filling the same pool.
-    `keep_going` is asked before each clone (the janitor yields to waiting drops)."""
+    `keep_going` is asked before each clone (the janitor yields to waiting drops). Raises
+    catalog.TestServerFull when the server has no room, after giving FULL_HEADROOM back."""
     if ready_count(conn, key) >= target:
         return 0  # the common case (the janitor asks at every test): one query, no slot
     slot = _take_slot(conn, key)
@@ -67,6 +75,10 @@ def top_up(
         while ready_count(conn, key) < target and keep_going():
             catalog.create(conn, names.pool_member(key), template, file_copy)
             made += 1
+    except catalog.TestServerFull:
+        # A pool that fills the server leaves no room for the tests: it stops a little short.
+        catalog.drop_all(conn, catalog.databases(conn, names.pool_prefix(key))[:FULL_HEADROOM])
+        raise
     finally:
         catalog.unlock(conn, catalog.refill_lock(slot), lock_id(key))
     return made - trim_overshoot(conn, key, target if steady is None else steady)
@@ -147,6 +159,7 @@ class Janitor:
         self._drops: queue.Queue[str] = queue.Queue()
         self._wake = threading.Event()
         self._stopping = threading.Event()
+        self._full = False  # the server had no room for a clone: the reserve waits for a drop
         self._thread = threading.Thread(target=self._run, name="devdb-janitor", daemon=True)
         self.error: BaseException | None = None
 
@@ -175,11 +188,13 @@ class Janitor:
     def wake(self) -> None:
         self._wake.set()
 
-    def stop(self) -> None:
-        """Finish the pending drops and end the thread (the top-up is refill.py's)."""
+    def stop(self, timeout: float = STOP_SECONDS) -> bool:
+        """Finish the pending drops and end the thread (the top-up is refill.py's); False when
+        it is still stuck in a statement after `timeout` (the server does not answer)."""
         self._stopping.set()
         self._wake.set()
-        self._thread.join()
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
 
     def _run(self) -> None:
         try:
@@ -192,13 +207,22 @@ class Janitor:
                     self._drain(conn)
                     if self._stopping.is_set():
                         return
-                    if self._reserve > 0:
-                        top_up(conn, self._key, self._template, self._reserve, self._file_copy,
-                               keep_going=self._no_drops_waiting, steady=self._size)  # fmt: skip
+                    self._keep_reserve(conn)
                     self._wake.wait(IDLE_SECONDS)
                     self._wake.clear()
         except BaseException as err:  # reported by the provider at the next checkout
             self.error = err
+
+    def _keep_reserve(self, conn: Connection) -> None:
+        if self._reserve == 0 or self._full:
+            return
+        try:
+            top_up(conn, self._key, self._template, self._reserve, self._file_copy,
+                   keep_going=self._no_drops_waiting, steady=self._size)  # fmt: skip
+        except catalog.TestServerFull:
+            # Not this run's end: the reserve is a head start, and a test that finds the pool
+            # empty clones its own (the one place a full server stops the run, with its line).
+            self._full = True
 
     def _claim_ahead(self, conn: Connection) -> None:
         if not self._claiming or self._reserve == 0 or not self._ahead.empty():
@@ -220,3 +244,4 @@ class Janitor:
             except queue.Empty:
                 return
             catalog.drop(conn, name)
+            self._full = False  # room again

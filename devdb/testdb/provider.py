@@ -109,23 +109,36 @@ class Provider:
             self._session_db = self._database(name)
         return self._session_db
 
-    def close(self) -> None:
+    def close(self) -> str | None:
         """Drop every database of this process (open sessions ended); the pool stays, and is
-        topped up to its steady size by a detached process (refill.py)."""
+        topped up to its steady size by a detached process (refill.py). A line for the user
+        when the server stopped answering: nothing more is asked of it then (it would hang the
+        run's end), and the next run's sweep drops what this one leaves."""
+        stopped = True
         with suppress(Exception):
-            self._janitor.stop()
-            untaken = self._janitor.untaken()
+            stopped = self._janitor.stop()
+            untaken = self._janitor.untaken() if stopped else None
             if untaken is not None:  # never handed out, never connected to: back to the pool
                 catalog.rename(self._admin, untaken, names.pool_member(self.key))
+        if stopped:
+            self._drop_own()
+        for conn in (self._admin, self._heartbeat):
+            with suppress(Exception):
+                conn.close()
+        if stopped:
+            return None
+        return (
+            f"devdb: the test server did not answer for {pool.STOP_SECONDS:.0f} s at the run's"
+            " end; this run's databases are dropped by the next run (inv test-db-status)"
+        )
+
+    def _drop_own(self) -> None:
         with suppress(Exception):
             for name in catalog.databases(self._admin, f"{names.CLONE}{self.owner}_"):
                 catalog.drop(self._admin, name)
             catalog.drop(self._admin, names.session(self.owner))
         with suppress(Exception):
             self._start_top_up()
-        for conn in (self._admin, self._heartbeat):
-            with suppress(Exception):
-                conn.close()
 
 
 def sweep(admin) -> list[str]:

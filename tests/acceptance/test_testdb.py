@@ -27,7 +27,7 @@ import pytest
 
 from devdb.compose.settings import load_settings
 from devdb.testdb import names
-from tests.acceptance.stack import ROOT, Stack, connect_local, run
+from tests.acceptance.stack import COMPOSE_FILE, ROOT, Stack, connect_local, run
 from tests.acceptance.waiting import wait_until
 
 EXAMPLE = ROOT / "examples" / "backend"
@@ -225,6 +225,99 @@ def test_the_pool_keeps_its_size_between_runs(testdb_stack: Stack, tmp_path: Pat
     assert run_example(testdb_stack, folder, "-k", "urls").returncode == 0
 
 
+# The test server's data in a small tmpfs, as on a Docker Desktop VM of a few GB.
+SMALL_TMPFS = """
+services:
+  postgres-test:
+    tmpfs: !override
+      - /var/lib/postgresql/data:size=192m
+"""
+DATA = "/var/lib/postgresql/data"
+BIG_WRITE = """
+import psycopg
+
+
+def test_writes_4_mb(devdb_database):
+    with psycopg.connect(devdb_database.dsn, autocommit=True) as conn:
+        conn.execute("CREATE TABLE big AS SELECT repeat('x', 1000) FROM generate_series(1, 4000)")
+"""
+
+
+def server_sql(stack: Stack, sql: str) -> list[tuple]:
+    _, port = server_address(stack)
+    with connect_local(port, "ai_interviewer_user", "dev_password_change_in_production",
+                       "ai_interviewer_db") as conn:  # fmt: skip
+        return conn.execute(sql).fetchall()
+
+
+def server_shell(stack: Stack, script: str) -> str:
+    done = stack.compose("--profile", "test", "exec", "-T", "postgres-test", "sh", "-c", script)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+@pytest.mark.slow
+def test_a_test_server_out_of_memory_keeps_room_for_tests_and_says_so(
+    new_stack: Callable[..., Stack], tmp_path: Path
+):
+    """The test server's data is in memory: a pool bigger than it stops short of full (the
+    tests still have room to write), and a test whose database cannot be made stops the run
+    with the line naming `pool` and `inv test-db-down`; the server never crashes, and once
+    there is room again the next run passes and leaves nothing behind."""
+    override = tmp_path / "small-tmpfs.yml"
+    override.write_text(SMALL_TMPFS)
+    stack = new_stack("testdb-full", COMPOSE_FILE=f"{COMPOSE_FILE}{os.pathsep}{override}")
+    assert stack.inv("test-db-up").returncode == 0
+    started = server_sql(stack, "SELECT pg_postmaster_start_time()")
+    folder = example_copy(tmp_path)
+    (folder / "tests" / "test_big_write.py").write_text(BIG_WRITE)
+    pyproject = folder / "pyproject.toml"
+    pyproject.write_text(re.sub(r"(?m)^pool = \d+$", "pool = 1000", pyproject.read_text()))
+
+    def ready() -> int:
+        return len([n for n in plugin_databases(stack) if n.startswith("devdb_pool_")])
+
+    def refill_running() -> bool:
+        return bool(server_sql(stack, "SELECT 1 FROM pg_stat_activity WHERE "
+                                           f"starts_with(application_name, '{names.REFILLER}')"))  # fmt: skip
+
+    first = run_example(stack, folder)
+    assert first.returncode == 0, outcome(first)
+    wait_until(refill_running, lambda running: not running, what="the top-up ended", timeout=120)
+    filled = ready()
+    assert 0 < filled < 1000  # stopped at the first CREATE that found no room
+    second = run_example(stack, folder, "-k", "4_mb")  # data and WAL: about 8 MB to write
+    assert second.returncode == 0, outcome(second)
+    assert server_sql(stack, "SELECT pg_postmaster_start_time()") == started
+
+    # Now no room for a test's own database: no pool, and the memory filled from outside.
+    pyproject.write_text(re.sub(r"(?m)^pool = \d+$", "pool = 0", pyproject.read_text()))
+    wait_until(refill_running, lambda running: not running, what="the top-up ended", timeout=120)
+    template_kb = server_sql(
+        stack, "SELECT pg_database_size(datname) / 1024 FROM pg_database "
+               "WHERE starts_with(datname, 'devdb_tpl_')")[0][0]  # fmt: skip
+    server_shell(
+        stack,
+        f"free=$(df -k {DATA} | awk 'NR==2 {{print $4}}'); "
+        f"dd if=/dev/zero of={DATA}/filler bs=1024 count=$((free - {template_kb} / 2)) 2>/dev/null"
+        " || true",
+    )
+    full = run_example(stack, folder, "-k", "urls")
+    assert full.returncode == 1, outcome(full)
+    lines = [line for line in full.stdout.splitlines() if "no room for another database" in line]
+    assert lines, outcome(full)
+    assert "`pool`" in lines[0]
+    assert "inv test-db-down" in lines[0]
+    assert "Traceback" not in full.stdout + full.stderr
+    assert server_sql(stack, "SELECT pg_postmaster_start_time()") == started
+
+    server_shell(stack, f"rm -f {DATA}/filler")
+    again = run_example(stack, folder)
+    assert again.returncode == 0, outcome(again)
+    assert own(plugin_databases(stack)) == []
+    assert server_sql(stack, "SELECT pg_postmaster_start_time()") == started
+
+
 @pytest.mark.slow
 def test_a_schema_change_ends_the_old_pools_top_up_and_drops_it(
     testdb_stack: Stack, tmp_path: Path
@@ -413,14 +506,12 @@ if not marker.exists():
 
 def live_members(group: int) -> list[int]:
     """The processes of a process group that still run (zombies are not: nobody may reap them
-    where pid 1 is not an init)."""
-    alive = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError):
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            if int(fields[2]) == group and fields[0] not in ("Z", "X"):
-                alive.append(int(stat.parent.name))
-    return alive
+    where pid 1 is not an init). From ps, which every POSIX system has (no /proc on macOS)."""
+    listing = subprocess.run(
+        ["ps", "-A", "-o", "pid=,pgid=,stat="], capture_output=True, text=True, check=True
+    ).stdout
+    rows = (line.split() for line in listing.splitlines())
+    return [int(r[0]) for r in rows if len(r) >= 3 and int(r[1]) == group and r[2][0] not in "ZX"]
 
 
 @pytest.mark.slow

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import itertools
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -230,30 +232,78 @@ def test_migrate_is_stopped_at_its_timeout_with_its_children(tmp_path: Path):
     )
 
 
-def _running(pattern: str) -> bool:
-    return pattern in subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+def _alive(pid: int) -> bool:
+    """The process runs (a zombie does not: where pid 1 is no init, nobody reaps them)."""
+    state = subprocess.run(["ps", "-o", "stat=", "-p", str(pid)], capture_output=True, text=True)
+    return state.stdout.strip()[:1] not in ("", "Z", "X")
 
 
-def test_migrate_is_stopped_when_pytest_is_killed(tmp_path):
+def _pid_written(path: Path) -> int | None:
+    text = path.read_text().strip() if path.exists() else ""
+    return int(text) if text.isdigit() else None
+
+
+def test_migrate_is_stopped_when_pytest_is_killed(tmp_path: Path):
     """kill -9 of the process running migrate (pytest, or an xdist worker): migrate's whole
     group ends too, instead of running on alone on a template no one will use."""
     code = (
         "import pathlib, sys\n"
         "from devdb.testdb import migrate\n"
-        "migrate.run('sleep 33.3141 & sleep 33.3141', pathlib.Path(sys.argv[1]), {}, 60)\n"
+        "migrate.run('sleep 33 & echo $! > sleeper.tmp && mv sleeper.tmp sleeper; wait',"
+        " pathlib.Path(sys.argv[1]), {}, 60)\n"
     )
     parent = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], start_new_session=True)
+    sleeper = None
     try:
-        _wait_for(lambda: _running("sleep 33.3141"))
+        _wait_for(lambda: _pid_written(tmp_path / "sleeper") is not None, seconds=20)
+        sleeper = _pid_written(tmp_path / "sleeper")
+        assert _alive(sleeper)  # migrate runs: the test can fail
     finally:
         parent.kill()
         parent.wait()
-    _wait_for(lambda: not _running("sleep 33.3141"))
+    try:
+        _wait_for(lambda: not _alive(sleeper), seconds=10)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(sleeper, signal.SIGKILL)
+
+
+def test_migrate_runs_to_its_end_when_pytest_has_no_stdin(tmp_path: Path):
+    """A pytest started with fd 0 closed: the guard's pipe is not mistaken for its stdin (which
+    would read EOF at once and stop migrate as if pytest had died)."""
+    code = (
+        "import os, pathlib, sys\n"
+        "os.close(0)\n"
+        "from devdb.testdb import migrate\n"
+        "migrate.run('sleep 0.5 && echo done > finished', pathlib.Path(sys.argv[1]), {}, 60)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True)
+    assert done.returncode == 0, done.stderr.decode()
+    assert (tmp_path / "finished").read_text() == "done\n"
+
+
+def test_migrate_timeout_is_not_held_by_a_daemon_it_started(tmp_path: Path):
+    """A process migrate started in a session of its own survives the group's kill and keeps
+    the output pipe open: the timeout still ends the wait, promptly, with migrate's output."""
+    daemon = (
+        f'{sys.executable} -c "import os, pathlib, time; os.setsid();'
+        f" pathlib.Path('daemon').write_text(str(os.getpid())); time.sleep(41)\""
+    )
+    started = time.monotonic()
+    try:
+        with pytest.raises(migrate.MigrateFailed, match="did not finish") as failed:
+            migrate.run(f"echo first words; {daemon} & sleep 41", tmp_path, {}, timeout=1)
+        assert time.monotonic() - started < 1 + migrate.DRAIN_SECONDS + 5
+        assert "first words" in str(failed.value)
+    finally:
+        pid = _pid_written(tmp_path / "daemon")
+        if pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
 
 def test_interrupted_migrate_stops_its_whole_group(tmp_path):
     """Ctrl-C during migrate (KeyboardInterrupt in pytest) stops migrate's group too."""
-    import signal
 
     def interrupt(*_):
         raise KeyboardInterrupt
@@ -380,7 +430,7 @@ def _janitor(size: int, numbers: itertools.count) -> pool.Janitor:
 def _wait_for(condition, seconds: float = 5.0) -> None:
     deadline = time.monotonic() + seconds
     while not condition():
-        assert time.monotonic() < deadline, "the janitor did not get there"
+        assert time.monotonic() < deadline, "not there in time"
         time.sleep(0.01)
 
 
@@ -450,8 +500,9 @@ class _FakeJanitor:
     def wake(self) -> None:
         pass
 
-    def stop(self) -> None:
+    def stop(self) -> bool:
         self.stopped = True
+        return True
 
     def untaken(self) -> str | None:
         return self.take_ahead()
@@ -490,6 +541,34 @@ def test_close_gives_the_untaken_database_back_to_the_pool(monkeypatch):
     assert provider._janitor.stopped
     assert calls[0][:2] == ("rename", "devdb_t_abcd1234_gw0_9")
     assert calls[0][2].startswith(names.pool_prefix(_KEY))
+
+
+class _SilentConnection(_FakeConnection):
+    """A server that stopped answering (a paused container): every statement blocks."""
+
+    answer = threading.Event()
+
+    def execute(self, query: str) -> None:
+        self.answer.wait()
+
+
+def test_the_run_end_does_not_wait_for_a_server_that_stopped_answering(monkeypatch):
+    janitor = pool.Janitor(
+        _SilentConnection, _KEY, "devdb_tpl_x", 4, True, next_name=lambda: "devdb_t_x_1"
+    )
+    janitor.start()
+    try:
+        started = time.monotonic()
+        assert janitor.stop(timeout=0.3) is False
+        assert time.monotonic() - started < 3
+    finally:
+        _SilentConnection.answer.set()
+    provider, calls = _provider(monkeypatch, ahead=["devdb_t_abcd1234_gw0_9"])
+    provider._janitor.stop = lambda: False
+    notice = provider.close()
+    assert calls == []  # nothing more asked of the silent server: the next run's sweep drops
+    assert "did not answer" in (notice or "")
+    assert "dropped by the next run" in (notice or "")
 
 
 class _FakeLocks:
@@ -580,3 +659,55 @@ def test_a_full_test_server_is_one_line_naming_pool_and_test_db_down():
     assert "No space left on device" in message
     assert "`pool`" in message
     assert "inv test-db-down" in message
+
+
+def _fills_after(server: _FakeServer, room: int):
+    """A CREATE DATABASE of a server with room for `room` more databases (tmpfs)."""
+
+    def create(conn, name, template, file_copy):
+        with server.lock:
+            if len(server.databases) >= room:
+                raise catalog.TestServerFull("the test server has no room for another database")
+            server.databases.add(name)
+
+    return create
+
+
+def test_a_refill_that_fills_the_server_gives_room_back(monkeypatch):
+    """A pool bigger than the test server's memory: the refill stops at the first full CREATE
+    and drops FULL_HEADROOM clones, so that the next run's tests have room to write."""
+    server = _FakeServer(ready=0)
+    server.install(monkeypatch, top_up=True)
+    locks = _FakeLocks()
+    locks.install(monkeypatch)
+    monkeypatch.setattr(pool.catalog, "create", _fills_after(server, room=6))
+    with pytest.raises(catalog.TestServerFull):
+        pool.settle("refill", _KEY, "devdb_tpl_x", 200, True)
+    assert pool.ready_count(None, _KEY) == 6 - pool.FULL_HEADROOM
+    assert locks.held == {}  # the slot is free for the next refill
+
+
+def test_a_full_server_does_not_stop_the_janitor(monkeypatch):
+    """The run's reserve is a head start: a full server pauses it (until a drop frees room),
+    and the janitor goes on claiming and dropping; only a test's own clone reports it."""
+    server = _FakeServer(ready=2)
+    server.install(monkeypatch, top_up=True)
+    _FakeLocks().install(monkeypatch)
+    creates: list[str] = []
+    full = _fills_after(server, room=3)
+    monkeypatch.setattr(pool.catalog, "create", lambda *a: creates.append(a[1]) or full(*a))
+    janitor = _janitor(size=4, numbers=itertools.count(1))
+    janitor.start()
+    try:
+        _wait_for(lambda: len(creates) == 2)  # one made, one found the server full
+        time.sleep(5 * pool.IDLE_SECONDS)
+        assert len(creates) == 2  # no retry until a drop frees room
+        assert pool.ready_count(None, _KEY) == 3 - pool.FULL_HEADROOM
+        assert janitor.take_ahead() is None
+        _wait_for(lambda: "devdb_t_abcd1234_gw0_1" in server.databases)
+        assert janitor.take_ahead() == "devdb_t_abcd1234_gw0_1"
+        janitor.drop_later("devdb_t_abcd1234_gw0_1")  # room again: the reserve is tried again
+        _wait_for(lambda: len(creates) > 2)
+    finally:
+        janitor.stop()
+    assert janitor.error is None
