@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import os
 import re
 import resource
@@ -111,7 +112,7 @@ PEER = """
         subprocess.run([sys.executable, "schema.py"], env=env, check=True)
 
     postgresql_noproc = factories.postgresql_noproc(
-        host="127.0.0.1", port={port}, user="{user}", password="{password}",
+        host="{host}", port={port}, user="{user}", password="{password}",
         dbname="peer_bench", maintenance_dbname="{maintenance}", load=[load])
     postgresql = factories.postgresql("postgresql_noproc")
 
@@ -170,8 +171,7 @@ def provider_for(stack: BenchStack, backend: Backend, pool: int):
     from devdb.testdb.provider import Provider
 
     cfg = config.load(backend.folder / "pyproject.toml")
-    cfg = config.TestConfig(cfg.root, cfg.migrate, cfg.watch, pool, cfg.migrate_timeout)
-    return Provider(cfg, names.new_run_id(), f"bench{pool}")
+    return Provider(dataclasses.replace(cfg, pool=pool), names.new_run_id(), f"bench{pool}")
 
 
 def pool_size(provider) -> int:
@@ -259,6 +259,62 @@ def session_costs(provider, samples: int) -> tuple[float, float]:
     return first, second
 
 
+def login_costs(provider, samples: int) -> list[tuple[str, str]]:
+    """A login's cost with the plugin's one-iteration verifier (logins.py) and with the one
+    libpq makes (4,096 iterations), taking turns: wall time and this process's CPU, psycopg
+    and asyncpg. The role ends as the plugin leaves it."""
+    import asyncpg
+    import psycopg
+
+    from devdb.testdb import logins
+
+    server = provider.server
+    login = {"host": server.host, "port": server.port, "user": server.user,
+             "password": server.password}  # fmt: skip
+
+    def psycopg_login() -> None:
+        psycopg.connect(**login, dbname=server.maintenance_db, sslmode="disable").close()
+
+    async def asyncpg_logins(count: int) -> None:
+        for _ in range(count):
+            await (
+                await asyncpg.connect(**login, database=server.maintenance_db, ssl=False)
+            ).close()
+
+    found: dict[tuple[str, bool], list[tuple[float, float]]] = {}
+    for _ in range(3):
+        for fast in (True, False):
+            count = logins.settle(provider._admin, server.password, server.connect, fast)
+            if count != (logins.CHEAP_ITERATIONS if fast else 4096):
+                raise RuntimeError(
+                    f"the login role's verifier has {count} iterations, not as asked"
+                )
+            for client, run in (
+                ("psycopg", lambda: [psycopg_login() for _ in range(samples)]),
+                ("asyncpg", lambda: asyncio.run(asyncpg_logins(samples))),
+            ):
+                cpu_before, started = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+                run()
+                took, cpu_after = (
+                    time.perf_counter() - started,
+                    resource.getrusage(resource.RUSAGE_SELF),
+                )
+                cpu = (cpu_after.ru_utime - cpu_before.ru_utime) + (
+                    cpu_after.ru_stime - cpu_before.ru_stime
+                )
+                found.setdefault((client, fast), []).append((took / samples, cpu / samples))
+    logins.settle(provider._admin, server.password, server.connect, provider.config.fast_logins)
+    rows = []
+    for client in ("psycopg", "asyncpg"):
+        fast, slow = found[(client, True)], found[(client, False)]
+        rows.append((
+            f"one {client} login, one iteration / 4,096 (wall; this process's CPU; medians of 3 x {samples})",
+            f"{ms(median([w for w, _ in fast]))} / {ms(median([w for w, _ in slow]))}; "
+            f"{ms(median([c for _, c in fast]))} / {ms(median([c for _, c in slow]))}",
+        ))  # fmt: skip
+    return rows
+
+
 def migrate_alone(stack: BenchStack, backend: Backend, provider) -> float:
     from devdb.testdb import catalog
     from devdb.testdb.template import variables
@@ -278,13 +334,15 @@ def migrate_alone(stack: BenchStack, backend: Backend, provider) -> float:
     return took
 
 
-def peer_run(stack: BenchStack, backend: Backend, n: int, port: int) -> float | None:
+def peer_run(stack: BenchStack, backend: Backend, n: int, server) -> float | None:
+    """The peer on the same server, at the address the plugin uses."""
     try:
         import pytest_postgresql  # noqa: F401
     except ImportError:
         return None
     (backend.folder / "tests" / "test_peer.py").write_text(textwrap.dedent(PEER.format(
-        port=port, user=USER, password=PASSWORD, maintenance=DATABASE, n=n)))  # fmt: skip
+        host=server.host, port=server.port, user=USER, password=PASSWORD, maintenance=DATABASE,
+        n=n)))  # fmt: skip
     try:
         return backend.pytest("-n", "2", "tests/test_peer.py")
     finally:
@@ -430,6 +488,7 @@ def main() -> None:
         warm = median(handout(provider, samples, wait_for_pool=4))
         on_the_spot = median(handout(provider, samples, wait_for_pool=4, ahead=False))
         session_reused, session_fresh = session_costs(provider, samples * 10)
+        rows += login_costs(provider, samples * 10)
         provider.close()
         empty_provider = provider_for(stack, backend, pool=0)
         empty_provider.start()
@@ -452,7 +511,7 @@ def main() -> None:
         many, sync = many_tests(backend, empty_provider, n, args.repeats, test_container(stack))
         rows += many
         empty_provider.close()
-        peer = peer_run(stack, backend, n, empty_provider.server.port)
+        peer = peer_run(stack, backend, n, empty_provider.server)
         if peer is None:
             rows.append(
                 (

@@ -1,6 +1,7 @@
 """Test databases for the backend's pytest suite: a throwaway server, a template, clones.
 
-server.py starts and finds the test server (the `postgres-test` service of docker-compose.yml);
+server.py starts and finds the test server (the `postgres-test` service of docker-compose.yml)
+and logins.py makes a login to it cheap (a one-iteration SCRAM verifier);
 config.py reads `[tool.devdb.test]`; key.py and names.py are the pure rules; catalog.py is the
 SQL; template.py builds the template once; pool.py keeps clones ready; provider.py ties them
 together for one pytest process; plugin.py is the pytest face. Importing this package imports

@@ -5,6 +5,7 @@ migrate = "alembic upgrade head"          # a shell command; none: an empty data
 watch = ["alembic/**/*.py", "app/models/**/*.py"]   # globs, relative to the pyproject
 pool = 16                                 # clones kept ready between runs (0: none)
 migrate_timeout = 300                     # seconds before migrate is stopped
+fast_logins = true                        # false: the test server keeps 4,096 SCRAM iterations
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ SECTION = "[tool.devdb.test]"
 DEFAULT_POOL = 16
 MAX_POOL = 1000
 DEFAULT_MIGRATE_TIMEOUT = 600.0
-KNOWN_KEYS = ("migrate", "watch", "pool", "migrate_timeout")
+KNOWN_KEYS = ("migrate", "watch", "pool", "migrate_timeout", "fast_logins")
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,7 @@ class TestConfig:
     watch: tuple[str, ...] = ()
     pool: int = DEFAULT_POOL
     migrate_timeout: float = DEFAULT_MIGRATE_TIMEOUT
+    fast_logins: bool = True  # logins.py: a one-iteration verifier on the test server
 
 
 def load(pyproject: Path) -> TestConfig:
@@ -97,7 +99,10 @@ def parse(section: dict, pyproject: Path) -> TestConfig:
     timeout = section.get("migrate_timeout", DEFAULT_MIGRATE_TIMEOUT)
     if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0:
         raise ConfigError(f"{where}: migrate_timeout must be a positive number of seconds.")
+    fast_logins = section.get("fast_logins", True)
+    if not isinstance(fast_logins, bool):
+        raise ConfigError(f"{where}: fast_logins must be true or false.")
     return TestConfig(
         root=pyproject.parent, migrate=migrate.strip(), watch=tuple(watch), pool=pool,
-        migrate_timeout=float(timeout),
+        migrate_timeout=float(timeout), fast_logins=fast_logins,
     )  # fmt: skip

@@ -21,11 +21,13 @@ RUN_VARIABLE = "DEVDB_TEST_RUN"  # the run id, handed from the xdist controller 
 KEEP_FAILED = "--devdb-keep-failed"
 EXIT_PROPERTY = "devdb_exit_code"
 KEPT_PROPERTY = "devdb_kept"
+NOTICE_PROPERTY = "devdb_notice"
 
 _config_key = pytest.StashKey[TestConfig]()
 _provider_key = pytest.StashKey[Any]()
 _exit_key = pytest.StashKey[int]()
 _reports_key = pytest.StashKey[dict]()
+_notices_key = pytest.StashKey[list]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -69,19 +71,30 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_testnodedown(node: Any, error: object) -> None:
-    """xdist's controller: a worker that stopped on a fatal error hands over its exit code."""
-    code = (getattr(node, "workeroutput", None) or {}).get(EXIT_PROPERTY)
+    """xdist's controller: a worker hands over its exit code (it stopped on a fatal error) and
+    its notice (a worker's own terminal output goes nowhere)."""
+    workeroutput = getattr(node, "workeroutput", None) or {}
+    code = workeroutput.get(EXIT_PROPERTY)
     if code is not None:
         node.config.stash[_exit_key] = int(code)
+    notice = workeroutput.get(NOTICE_PROPERTY)
+    if notice is not None:
+        _notices(node.config).append(notice)
+
+
+def _notices(config: pytest.Config) -> list:
+    return config.stash.setdefault(_notices_key, [])
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     provider = session.config.stash.get(_provider_key, None)
     if provider is not None:
         notice = provider.close()
-        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
-        if notice is not None and reporter is not None:
-            reporter.write_line(notice)
+        if notice is not None:  # shown in the summary, after this hook
+            _notices(session.config).append(notice)
+            workeroutput = getattr(session.config, "workeroutput", None)
+            if workeroutput is not None:  # sent to the controller after this hook
+                workeroutput[NOTICE_PROPERTY] = notice
     code = session.config.stash.get(_exit_key, None)
     if code is not None:
         session.exitstatus = code
@@ -92,6 +105,8 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
+    for notice in dict.fromkeys(_notices(terminalreporter.config)):  # once, however many workers
+        terminalreporter.write_line(notice)
     kept = [
         value
         for reports in terminalreporter.stats.values()

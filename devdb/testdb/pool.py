@@ -27,9 +27,10 @@ from devdb.testdb.key import lock_id
 
 IDLE_SECONDS = 0.2
 STATEMENT_TIMEOUT_MS = 120_000  # the janitor's and the after-run top-up's (refill.py)
-# The run's end waits this long for the janitor: its statement timeout, and a margin for the
-# drops still queued. A statement timeout is the server's to enforce: a server that stops
-# answering altogether (a paused container) would otherwise hang the run's end.
+# The run's end waits this long for its work on the server (the janitor's queued drops, then
+# this process's own): the janitor's statement timeout, and a margin. A statement timeout is the
+# server's to enforce: a server that stops answering altogether (a paused container) would
+# otherwise hang the run's end.
 STOP_SECONDS = STATEMENT_TIMEOUT_MS / 1000 + 30
 REFILL_SLOTS = 2
 RUN_RESERVE = 4  # clones a running suite keeps ready (of the steady size) while it eats them
@@ -188,13 +189,12 @@ class Janitor:
     def wake(self) -> None:
         self._wake.set()
 
-    def stop(self, timeout: float = STOP_SECONDS) -> bool:
-        """Finish the pending drops and end the thread (the top-up is refill.py's); False when
-        it is still stuck in a statement after `timeout` (the server does not answer)."""
+    def stop(self) -> None:
+        """Finish the pending drops and end the thread (the top-up is refill.py's). Waits as
+        long as that takes: Provider.close bounds the whole of the run's end."""
         self._stopping.set()
         self._wake.set()
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
+        self._thread.join()
 
     def _run(self) -> None:
         try:

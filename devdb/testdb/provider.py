@@ -14,7 +14,7 @@ import itertools
 import threading
 from contextlib import suppress
 
-from devdb.testdb import catalog, names, pool, refill, template
+from devdb.testdb import catalog, logins, names, pool, refill, template
 from devdb.testdb.config import TestConfig
 from devdb.testdb.database import TestDatabase
 from devdb.testdb.key import template_key
@@ -22,6 +22,9 @@ from devdb.testdb.server import Server, ensure_running
 
 FILE_COPY_SINCE = 15  # CREATE DATABASE ... STRATEGY appeared in PostgreSQL 15
 KEEP_ATTEMPTS = 3
+LEFT_TO_NEXT_RUN = (
+    "devdb: {why}; this run's databases are dropped by the next run (inv test-db-status)"
+)
 
 
 class Provider:
@@ -34,6 +37,7 @@ class Provider:
         self._numbers = itertools.count(1)
         self._numbers_lock = threading.Lock()
         self._session_db: TestDatabase | None = None
+        self._closing: threading.Thread | None = None
         self.template = ""
         self.key = ""
 
@@ -43,6 +47,9 @@ class Provider:
         self.server = ensure_running(load_settings())
         self._heartbeat = self.server.connect(application_name=names.heartbeat_name(self.owner))
         self._admin = self.server.connect(application_name=f"devdb-admin:{self.owner}")
+        # Fast only where no one else can record a login: a test server published on loopback.
+        fast = self.config.fast_logins and self.server.loopback_only
+        logins.settle(self._admin, self.server.password, self.server.connect, fast)
         sweep(self._admin)
         major = catalog.server_major(self._admin)
         self._file_copy = major >= FILE_COPY_SINCE
@@ -109,28 +116,38 @@ class Provider:
             self._session_db = self._database(name)
         return self._session_db
 
-    def close(self) -> str | None:
+    def close(self, timeout: float = pool.STOP_SECONDS) -> str | None:
         """Drop every database of this process (open sessions ended); the pool stays, and is
-        topped up to its steady size by a detached process (refill.py). A line for the user
-        when the server stopped answering: nothing more is asked of it then (it would hang the
-        run's end), and the next run's sweep drops what this one leaves."""
-        stopped = True
+        topped up to its steady size by a detached process (refill.py). All of it within
+        `timeout`: a server that stops answering (a paused container) would otherwise hold the
+        run's end for ever, since no statement timeout works on a server that does not run.
+        Then a line for the user instead (Ctrl-C while waiting too), and the next run's sweep
+        drops what this one left. Once per provider: a second call only reports."""
+        if self._closing is None:
+            self._closing = threading.Thread(
+                target=self._close_on_server, name="devdb-close", daemon=True
+            )
+            self._closing.start()
+            try:
+                self._closing.join(timeout)
+            except KeyboardInterrupt:
+                return LEFT_TO_NEXT_RUN.format(why="interrupted at the run's end")
+        if self._closing.is_alive():  # its connections are left to the process's exit
+            return LEFT_TO_NEXT_RUN.format(
+                why=f"the test server did not answer for {timeout:.0f} s at the run's end"
+            )
+        for name in ("_admin", "_heartbeat"):  # absent when start() failed before them
+            with suppress(Exception):
+                getattr(self, name).close()
+        return None
+
+    def _close_on_server(self) -> None:
         with suppress(Exception):
-            stopped = self._janitor.stop()
-            untaken = self._janitor.untaken() if stopped else None
+            self._janitor.stop()
+            untaken = self._janitor.untaken()
             if untaken is not None:  # never handed out, never connected to: back to the pool
                 catalog.rename(self._admin, untaken, names.pool_member(self.key))
-        if stopped:
-            self._drop_own()
-        for conn in (self._admin, self._heartbeat):
-            with suppress(Exception):
-                conn.close()
-        if stopped:
-            return None
-        return (
-            f"devdb: the test server did not answer for {pool.STOP_SECONDS:.0f} s at the run's"
-            " end; this run's databases are dropped by the next run (inv test-db-status)"
-        )
+        self._drop_own()
 
     def _drop_own(self) -> None:
         with suppress(Exception):

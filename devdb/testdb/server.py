@@ -8,6 +8,7 @@ get two servers. The developer's `postgres` service and its volume are never nam
 
 from __future__ import annotations
 
+import ipaddress
 import time
 from dataclasses import dataclass, field
 
@@ -30,6 +31,7 @@ class Server:
     user: str
     password: str = field(repr=False)
     maintenance_db: str  # POSTGRES_DB: the database the image creates, used for admin work
+    loopback_only: bool = True  # published on a loopback address only (POSTGRES_TEST_BIND)
 
     def connect(self, dbname: str | None = None, application_name: str = "devdb-test"):
         import psycopg
@@ -62,9 +64,19 @@ def locate(settings: Settings) -> Server | None:
     if not port.isdigit() or int(port) == 0:
         return None
     host = host.strip("[]")
+    loopback_only = _is_loopback(host)
     if host in ("0.0.0.0", "::", ""):  # noqa: S104 (what Docker prints for "all addresses")
         host = "127.0.0.1"
-    return Server(host, int(port), settings.user, settings.password, settings.database)
+    return Server(
+        host, int(port), settings.user, settings.password, settings.database, loopback_only
+    )
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 def ensure_running(settings: Settings, timeout: float = START_TIMEOUT_SECONDS) -> Server:

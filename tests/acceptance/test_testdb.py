@@ -26,8 +26,18 @@ import psycopg
 import pytest
 
 from devdb.compose.settings import load_settings
-from devdb.testdb import names
-from tests.acceptance.stack import COMPOSE_FILE, ROOT, Stack, connect_local, run
+from devdb.testdb import logins, names, pool
+from tests.acceptance.stack import (
+    COMPOSE_FILE,
+    ROOT,
+    SEED_DATABASE,
+    SEED_PASSWORD,
+    SEED_USER,
+    Stack,
+    connect_local,
+    host_psql,
+    run,
+)
 from tests.acceptance.waiting import wait_until
 
 EXAMPLE = ROOT / "examples" / "backend"
@@ -158,6 +168,87 @@ def test_test_server_is_throwaway_and_on_loopback(testdb_stack: Stack):
             "('fsync', 'synchronous_commit', 'full_page_writes')"
         ).fetchall())  # fmt: skip
     assert settings == {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
+
+
+# Logins on the test server ----------------------------------------------------------------------
+
+
+def stored_password(port: int, password: str = SEED_PASSWORD) -> str:
+    """What the server at `port` stores for the login role's password (its verifier)."""
+    with connect_local(port, SEED_USER, password, SEED_DATABASE) as conn:
+        row = conn.execute(
+            "SELECT rolpassword FROM pg_authid WHERE rolname = current_user"
+        ).fetchone()
+    return row[0]
+
+
+def stored_iterations(port: int, password: str = SEED_PASSWORD) -> int | None:
+    return logins.iterations_of(stored_password(port, password))
+
+
+def psql_logs_in(port: int) -> bool:
+    """libpq's psql, as a developer looks in."""
+    argv = [*host_psql(), "-h", "127.0.0.1", "-p", str(port), "-U", SEED_USER, "-d",
+            SEED_DATABASE, "-Atc", "SELECT 'in'"]  # fmt: skip
+    return run(argv, env={**os.environ, "PGPASSWORD": SEED_PASSWORD}).stdout.strip() == "in"
+
+
+def set_fast_logins(folder: Path, fast: bool) -> None:
+    pyproject = folder / "pyproject.toml"
+    section = "[tool.devdb.test]\n"
+    text = pyproject.read_text()
+    pyproject.write_text(text.replace(section, f"{section}fast_logins = {str(fast).lower()}\n"))
+
+
+def test_logins_to_the_test_server_cost_one_iteration_and_every_client_gets_in(
+    testdb_stack: Stack, tmp_path: Path
+):
+    down = testdb_stack.inv("test-db-down")  # a new test server: the image's own verifier
+    assert down.returncode == 0, outcome(down)
+    assert testdb_stack.inv("test-db-up").returncode == 0
+    _, port = server_address(testdb_stack)
+    assert stored_iterations(port) == 4096
+    # A verifier that fails its proof is undone: libpq's own goes in, and logins work.
+    image_own = stored_password(port)
+    with connect_local(port, SEED_USER, SEED_PASSWORD, SEED_DATABASE) as admin:
+        assert logins.settle(admin, SEED_PASSWORD, login=lambda: 1 / 0) == 4096
+    assert stored_password(port) != image_own
+    assert stored_iterations(port) == 4096
+    assert psql_logs_in(port)
+    # The example logs in with asyncpg (Alembic, devdb_engine, devdb_session) and psycopg.
+    folder = example_copy(tmp_path)
+    done = run_example(testdb_stack, folder)
+    assert done.returncode == 0, outcome(done)
+    cheap = stored_password(port)
+    assert logins.iterations_of(cheap) == logins.CHEAP_ITERATIONS
+    assert psql_logs_in(port)
+    again = run_example(testdb_stack, folder)  # one already: left as it is
+    assert again.returncode == 0, outcome(again)
+    assert stored_password(port) == cheap
+    set_fast_logins(folder, False)  # for clients that refuse a low count: libpq's comes back
+    slow = run_example(testdb_stack, folder)
+    assert slow.returncode == 0, outcome(slow)
+    assert stored_iterations(port) == 4096
+    assert psql_logs_in(port)
+    # The developer's own server is never the plugin's to change.
+    assert stored_iterations(testdb_stack.port) == 4096
+    assert testdb_stack.query("SELECT note FROM marker") == [(MARKER,)]
+
+
+def test_a_password_saslprep_changes_keeps_the_servers_own_verifier(
+    new_stack: Callable[..., Stack], tmp_path: Path
+):
+    """Non-ASCII letters and a no-break space (SASLprep maps it to a space): a verifier made
+    by the plugin could refuse this password, so the server's own stays, and all logins work."""
+    password = "pässwörd\u00a0ok"
+    stack = new_stack("testdb-saslprep", POSTGRES_PASSWORD=password)
+    up = stack.inv("test-db-up")
+    assert up.returncode == 0, outcome(up)
+    _, port = server_address(stack)
+    own = stored_password(port, password)
+    done = run_example(stack, example_copy(tmp_path))
+    assert done.returncode == 0, outcome(done)
+    assert stored_password(port, password) == own
 
 
 # The example backend under the plugin ---------------------------------------------------------
@@ -488,6 +579,61 @@ def test_next_run_drops_what_a_killed_run_left(testdb_stack: Stack, tmp_path: Pa
         process.wait()
     assert own(plugin_databases(testdb_stack)) != []  # left behind, for now
     (folder / "tests" / "test_hangs.py").unlink()
+    done = run_example(testdb_stack, folder, "-k", "urls")
+    assert done.returncode == 0, outcome(done)
+    assert own(plugin_databases(testdb_stack)) == []
+
+
+PAUSED_TESTS = """\
+import pathlib, time
+
+def test_holds_a_database(devdb_database, worker_id):
+    pathlib.Path(f"took.{worker_id}").touch()
+    while not pathlib.Path("go").exists():
+        time.sleep(0.05)
+"""
+
+
+@pytest.mark.slow
+def test_a_test_server_that_stops_answering_ends_the_run_in_time_with_a_line(
+    testdb_stack: Stack, tmp_path: Path
+):
+    """Both xdist workers have taken a database when the test server is paused (a container
+    that stops answering: no statement timeout works then): the run still ends, within the
+    plugin's 150 s, the controller shows the line once, and the next run drops the leftovers."""
+    assert testdb_stack.inv("test-db-up").returncode == 0
+    container = testdb_stack.compose("--profile", "test", "ps", "-q", "postgres-test").stdout
+    folder = example_copy(tmp_path)
+    (folder / "tests" / "test_paused.py").write_text(PAUSED_TESTS)
+    argv = pytest_argv("-n", "2", "--dist", "each", "tests/test_paused.py")  # on both workers
+    process = subprocess.Popen(
+        argv, env=example_env(testdb_stack), cwd=folder, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )  # fmt: skip
+    paused = False
+    try:
+        wait_until(
+            lambda: (len(list(folder.glob("took.gw*"))) == 2, process.poll()),
+            lambda seen: seen[0] or seen[1] is not None, what="both workers' databases",
+            timeout=120,
+        )  # fmt: skip
+        assert process.poll() is None, process.communicate()[0]
+        assert run(["docker", "pause", container.strip()]).returncode == 0
+        paused = True
+        started = time.monotonic()
+        (folder / "go").touch()
+        output, _ = process.communicate(timeout=RUN_TIMEOUT_SECONDS)
+        took = time.monotonic() - started
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        if paused:
+            assert run(["docker", "unpause", container.strip()]).returncode == 0
+    assert process.returncode == 0, output  # the tests passed; the end only says what is left
+    assert took < pool.STOP_SECONDS + 30, output
+    assert output.count("did not answer for 150 s at the run's end") == 1, output
+    assert "Traceback" not in output
     done = run_example(testdb_stack, folder, "-k", "urls")
     assert done.returncode == 0, outcome(done)
     assert own(plugin_databases(testdb_stack)) == []

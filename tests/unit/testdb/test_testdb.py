@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import psycopg
 import pytest
@@ -38,6 +39,11 @@ def test_config_defaults_without_a_section(tmp_path: Path):
     assert loaded.root == tmp_path
 
 
+def test_config_fast_logins_is_on_unless_turned_off(tmp_path: Path):
+    assert config.load(write_pyproject(tmp_path, "pool = 1")).fast_logins is True
+    assert config.load(write_pyproject(tmp_path, "fast_logins = false")).fast_logins is False
+
+
 def test_config_reads_the_section(tmp_path: Path):
     loaded = config.load(
         write_pyproject(
@@ -60,6 +66,8 @@ def test_config_reads_the_section(tmp_path: Path):
         ("pool = -1", "pool"),
         ("pool = true", "pool"),
         ("migrate_timeout = 0", "migrate_timeout"),
+        ("fast_logins = 1", "fast_logins"),
+        ("fast_logins = 'no'", "fast_logins"),
         ("migrte = 'typo'", "migrte"),
     ],
 )
@@ -500,9 +508,8 @@ class _FakeJanitor:
     def wake(self) -> None:
         pass
 
-    def stop(self) -> bool:
+    def stop(self) -> None:
         self.stopped = True
-        return True
 
     def untaken(self) -> str | None:
         return self.take_ahead()
@@ -537,8 +544,9 @@ def test_checkout_takes_the_database_claimed_ahead_else_claims_its_own(monkeypat
 
 def test_close_gives_the_untaken_database_back_to_the_pool(monkeypatch):
     provider, calls = _provider(monkeypatch, ahead=["devdb_t_abcd1234_gw0_9"])
-    provider.close()
+    assert provider.close() is None
     assert provider._janitor.stopped
+    assert provider._admin.closed
     assert calls[0][:2] == ("rename", "devdb_t_abcd1234_gw0_9")
     assert calls[0][2].startswith(names.pool_prefix(_KEY))
 
@@ -552,23 +560,34 @@ class _SilentConnection(_FakeConnection):
         self.answer.wait()
 
 
-def test_the_run_end_does_not_wait_for_a_server_that_stopped_answering(monkeypatch):
-    janitor = pool.Janitor(
-        _SilentConnection, _KEY, "devdb_tpl_x", 4, True, next_name=lambda: "devdb_t_x_1"
-    )
-    janitor.start()
+@pytest.mark.parametrize("stuck", ["janitor", "admin"])
+def test_the_run_end_does_not_wait_for_a_server_that_stopped_answering(monkeypatch, stuck):
+    """Stuck in the janitor's statement, or (the janitor idle: pool 0, or the server paused
+    just before the end) in the process's own drops: either way the end comes in time."""
+    _SilentConnection.answer.clear()
+    provider, _ = _provider(monkeypatch, ahead=[])
+    if stuck == "janitor":
+        provider._janitor = pool.Janitor(
+            _SilentConnection, _KEY, "devdb_tpl_x", 4, True, next_name=lambda: "devdb_t_x_1"
+        )
+        provider._janitor.start()
+    else:
+        silent = _SilentConnection()
+        monkeypatch.setattr(catalog, "databases", lambda conn, prefix: silent.execute(prefix))
+    closed: list = []
+    provider._admin = provider._heartbeat = type(
+        "Conn", (), {"close": lambda conn: closed.append(conn)}
+    )()
     try:
         started = time.monotonic()
-        assert janitor.stop(timeout=0.3) is False
+        notice = provider.close(timeout=0.3)
         assert time.monotonic() - started < 3
     finally:
         _SilentConnection.answer.set()
-    provider, calls = _provider(monkeypatch, ahead=["devdb_t_abcd1234_gw0_9"])
-    provider._janitor.stop = lambda: False
-    notice = provider.close()
-    assert calls == []  # nothing more asked of the silent server: the next run's sweep drops
-    assert "did not answer" in (notice or "")
+        provider._closing.join(5)  # not left to run into the next test's monkeypatches
+    assert "did not answer for 0 s" in (notice or "")
     assert "dropped by the next run" in (notice or "")
+    assert closed == []  # left to the process's exit: closing could block as well
 
 
 class _FakeLocks:
@@ -711,3 +730,66 @@ def test_a_full_server_does_not_stop_the_janitor(monkeypatch):
     finally:
         janitor.stop()
     assert janitor.error is None
+
+
+def test_close_of_a_provider_whose_start_failed_early_is_quiet():
+    provider = Provider(config.TestConfig(Path(".")), "abcd1234", None)
+    assert provider.close(timeout=5) is None
+
+
+def test_close_after_a_timed_out_close_only_reports(monkeypatch):
+    provider, _ = _provider(monkeypatch, ahead=[])
+    stuck = threading.Event()
+    provider._close_on_server = stuck.wait
+    try:
+        assert "did not answer" in (provider.close(timeout=0.1) or "")
+        started = time.monotonic()
+        assert "did not answer" in (provider.close(timeout=30) or "")  # no second wait
+        assert time.monotonic() - started < 1
+    finally:
+        stuck.set()
+
+
+def test_ctrl_c_while_the_run_end_waits_is_a_line_not_a_traceback(monkeypatch):
+    provider, _ = _provider(monkeypatch, ahead=[])
+    stuck = threading.Event()
+    provider._close_on_server = stuck.wait
+
+    class Interrupted(threading.Thread):
+        def join(self, timeout=None):
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(threading, "Thread", Interrupted)
+    try:
+        assert "interrupted at the run's end" in (provider.close() or "")
+    finally:
+        stuck.set()
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [("127.0.0.1", True), ("::1", True), ("localhost", True), ("0.0.0.0", False),
+     ("::", False), ("192.168.1.20", False)],
+)  # fmt: skip
+def test_only_a_loopback_publication_counts_as_loopback(host, loopback):
+    from devdb.testdb import server
+
+    assert server._is_loopback(host) is loopback
+
+
+@pytest.mark.parametrize(
+    ("answer", "address", "loopback"),
+    [("127.0.0.1:49153\n", ("127.0.0.1", 49153), True),
+     ("0.0.0.0:49153\n", ("127.0.0.1", 49153), False),  # all interfaces: reached on loopback
+     ("[::]:49153\n", ("127.0.0.1", 49153), False),
+     ("192.168.1.20:49153\n", ("192.168.1.20", 49153), False)],
+)  # fmt: skip
+def test_locate_reads_compose_port_and_whether_only_loopback_has_it(
+    monkeypatch, answer, address, loopback
+):
+    from devdb.testdb import server
+
+    compose = SimpleNamespace(run=lambda *args: answer)
+    monkeypatch.setattr(server, "compose_for", lambda settings: compose)
+    found = server.locate(SimpleNamespace(user="u", password="p", database="d"))
+    assert ((found.host, found.port), found.loopback_only) == (address, loopback)
