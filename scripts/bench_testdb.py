@@ -259,6 +259,12 @@ def session_costs(provider, samples: int) -> tuple[float, float]:
     return first, second
 
 
+def cpu_seconds(who: int) -> float:
+    """User plus system CPU of this process (RUSAGE_SELF) or of its waited-for children."""
+    usage = resource.getrusage(who)
+    return usage.ru_utime + usage.ru_stime
+
+
 def login_costs(provider, samples: int) -> list[tuple[str, str]]:
     """A login's cost with the plugin's one-iteration verifier (logins.py) and with the one
     libpq makes (4,096 iterations), taking turns: wall time and this process's CPU, psycopg
@@ -293,15 +299,10 @@ def login_costs(provider, samples: int) -> list[tuple[str, str]]:
                 ("psycopg", lambda: [psycopg_login() for _ in range(samples)]),
                 ("asyncpg", lambda: asyncio.run(asyncpg_logins(samples))),
             ):
-                cpu_before, started = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+                cpu_before, started = cpu_seconds(resource.RUSAGE_SELF), time.perf_counter()
                 run()
-                took, cpu_after = (
-                    time.perf_counter() - started,
-                    resource.getrusage(resource.RUSAGE_SELF),
-                )
-                cpu = (cpu_after.ru_utime - cpu_before.ru_utime) + (
-                    cpu_after.ru_stime - cpu_before.ru_stime
-                )
+                took = time.perf_counter() - started
+                cpu = cpu_seconds(resource.RUSAGE_SELF) - cpu_before
                 found.setdefault((client, fast), []).append((took / samples, cpu / samples))
     logins.settle(provider._admin, server.password, server.connect, provider.config.fast_logins)
     rows = []
@@ -415,13 +416,13 @@ def many_tests(
         for label, args in RUNS.items():
             top_ups.append(wait_for_pool(monitor, n))
             server_before = container_cpu_seconds(server_container)
-            before = resource.getrusage(resource.RUSAGE_CHILDREN)
+            before = cpu_seconds(resource.RUSAGE_CHILDREN)
             wall = backend.pytest("-n", "2", *args)
-            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            pytest_cpu = cpu_seconds(resource.RUSAGE_CHILDREN) - before
             server_after = container_cpu_seconds(server_container)
             found[label].append(Measured(
                 wall,
-                after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime,
+                pytest_cpu,
                 None if server_before is None or server_after is None
                 else server_after - server_before,
             ))  # fmt: skip
