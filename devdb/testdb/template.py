@@ -112,20 +112,34 @@ def _build(admin: Connection, build: Build, name: str) -> None:
         raise
 
 
+def _keyed(admin: Connection) -> list[str]:
+    """The templates and pool clones on the server, of every key."""
+    return catalog.databases(admin, names.TEMPLATE) + catalog.databases(admin, names.POOL)
+
+
+def _take_from_its_top_up(admin: Connection, key: str, ident: int) -> bool:
+    """End the old key's top-up (it would hold the pool, and fill it, for minutes) and take the
+    key's USE lock; False while a run still uses the key. Twice: a top-up launched by a run that
+    just ended may connect between the end and the lock."""
+    for _ in range(2):
+        catalog.end_application(admin, names.refiller(key))
+        if catalog.try_lock(admin, catalog.LOCK_USE, ident):
+            return True
+    return False
+
+
 def drop_stale(admin: Connection, current: str) -> list[str]:
     """Drop the templates and pool clones of other keys that no running process uses."""
-    found = catalog.databases(admin, names.TEMPLATE) + catalog.databases(admin, names.POOL)
-    keys = {names.key_of(name) for name in found} - {current, None}
+    keys = {names.key_of(name) for name in _keyed(admin)} - {current, None}
     dropped = []
     for key in sorted(keys):
         ident = lock_id(key)
-        # A top-up of an old pool would hold it (and fill it) for minutes: ended first. A run
-        # still using the old key keeps it, and the first run after that one drops it.
-        catalog.end_application(admin, names.refiller(key))
-        if not catalog.try_lock(admin, catalog.LOCK_USE, ident):
+        if not _take_from_its_top_up(admin, key, ident):
             continue  # a run still clones from it: the next run after it drops it
         try:
-            stale = [n for n in found if names.key_of(n) == key]
+            # Listed again now: the top-up may have committed one more clone after the first
+            # listing and before it was ended; with the lock held no one makes another.
+            stale = [n for n in _keyed(admin) if names.key_of(n) == key]
             catalog.drop_all(admin, stale)
             dropped.extend(stale)
         finally:

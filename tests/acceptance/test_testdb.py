@@ -26,7 +26,8 @@ import psycopg
 import pytest
 
 from devdb.compose.settings import load_settings
-from devdb.testdb import logins, names, pool
+from devdb.testdb import catalog, logins, names, pool, refill, template
+from devdb.testdb.server import Server
 from tests.acceptance.stack import (
     COMPOSE_FILE,
     ROOT,
@@ -429,6 +430,36 @@ def test_a_schema_change_ends_the_old_pools_top_up_and_drops_it(
     left = plugin_databases(testdb_stack)
     assert [n for n in left if names.key_of(n) in old_keys] == []
     assert len([n for n in left if n.startswith("devdb_tpl_")]) == 1
+
+
+def test_drop_stale_leaves_nothing_of_an_old_key_whose_top_up_is_running(testdb_stack: Stack):
+    """The race behind a CI failure, made certain: two runs' detached top-ups (refill.py) are
+    still making clones of an old key when a new key's run calls drop_stale. Their last clones
+    commit after a first listing; none may be left (the old code left 4-6 in every round)."""
+    host, port = server_address(testdb_stack)
+    server = Server(host, port, SEED_USER, SEED_PASSWORD, SEED_DATABASE)
+    old, new = "0" * (names.KEY_LENGTH - 4) + "dead", "0" * (names.KEY_LENGTH - 4) + "beef"
+    with server.connect(application_name="devdb-acceptance") as admin:
+        for key in (old, new):
+            catalog.create(admin, names.template(key))
+            catalog.seal(admin, names.template(key))
+        for _ in range(2):  # two workers' ends: two top-ups side by side
+            refill.start(refill.Order(server, old, names.template(old), 300, file_copy=True))
+        wait_until(
+            lambda: pool.ready_count(admin, old), lambda made: made >= 5,
+            what="the old key's top-up making clones",
+        )  # fmt: skip
+        assert catalog.live_connections(admin, names.refiller(old))  # still at it
+        dropped = template.drop_stale(admin, new)
+        left = [n for n in catalog.databases(admin, names.PREFIX) if names.key_of(n) == old]
+        assert left == []
+        assert names.template(old) in dropped
+        wait_until(
+            lambda: catalog.live_connections(admin, names.refiller(old)), lambda alive: not alive,
+            what="the old top-ups gone",
+        )  # fmt: skip
+        assert [n for n in catalog.databases(admin, names.PREFIX) if names.key_of(n) == old] == []
+        catalog.drop_all(admin, [names.template(new)])
 
 
 def test_template_is_built_once_and_rebuilt_only_when_a_watched_file_changes(

@@ -19,7 +19,7 @@ import pytest
 from psycopg.conninfo import conninfo_to_dict
 
 from devdb.base.errors import ConfigError
-from devdb.testdb import catalog, config, key, migrate, names, pool, refill
+from devdb.testdb import catalog, config, key, migrate, names, pool, refill, template
 from devdb.testdb.database import TestDatabase
 from devdb.testdb.provider import Provider
 from devdb.testdb.server import Server
@@ -653,6 +653,72 @@ def test_a_refiller_leaves_the_trim_to_one_still_in_its_slot(monkeypatch):
     assert pool.trim_overshoot("other", key, 7) == 2
     assert pool.ready_count(None, key) == 7
     assert locks.held == {}
+
+
+def _stale_server(monkeypatch: pytest.MonkeyPatch, databases: set[str], on_end) -> _FakeLocks:
+    locks = _FakeLocks()
+    locks.install(monkeypatch)
+    monkeypatch.setattr(
+        catalog,
+        "databases",
+        lambda conn, prefix: sorted(n for n in databases if n.startswith(prefix)),
+    )
+    monkeypatch.setattr(catalog, "end_application", lambda conn, application: on_end(application))
+    monkeypatch.setattr(catalog, "drop_all", lambda conn, gone: databases.difference_update(gone))
+    return locks
+
+
+def test_drop_stale_also_drops_the_clone_an_old_top_up_made_just_before_it_was_ended(
+    monkeypatch,
+):
+    """The old key's top-up commits one more clone between the first listing and its end (a CI
+    run left one behind): what is dropped is listed again once the old key's lock is held."""
+    old, new = "a" * names.KEY_LENGTH, "b" * names.KEY_LENGTH
+    databases = {names.template(old), f"{names.POOL}{old}_01", names.template(new)}
+
+    def on_end(application: str) -> None:
+        assert application == names.refiller(old)
+        databases.add(f"{names.POOL}{old}_02")  # committed just before the top-up ended
+
+    _stale_server(monkeypatch, databases, on_end)
+    dropped = template.drop_stale("admin", new)
+    assert sorted(dropped) == [
+        f"{names.POOL}{old}_01",
+        f"{names.POOL}{old}_02",
+        names.template(old),
+    ]
+    assert databases == {names.template(new)}
+
+
+def test_drop_stale_ends_a_top_up_that_connected_after_it_was_first_ended(monkeypatch):
+    """A run that just ended launched the old key's top-up, and it connected (taking the USE
+    lock) between drop_stale's end of it and its try of the lock: ended once more, not kept."""
+    old, new = "a" * names.KEY_LENGTH, "b" * names.KEY_LENGTH
+    databases = {names.template(old), f"{names.POOL}{old}_01", names.template(new)}
+    use = (catalog.LOCK_USE, key.lock_id(old))
+    ends = []
+
+    def on_end(application: str) -> None:
+        ends.append(application)
+        if len(ends) == 1:
+            locks.held[use] = "top-up"  # it connects just now
+        else:
+            locks.held.pop(use, None)  # ended: its lock goes with its session
+
+    locks = _stale_server(monkeypatch, databases, on_end)
+    assert len(template.drop_stale("admin", new)) == 2
+    assert ends == [names.refiller(old)] * 2
+    assert databases == {names.template(new)}
+    assert locks.held == {}
+
+
+def test_drop_stale_keeps_a_key_that_a_run_still_uses(monkeypatch):
+    old, new = "a" * names.KEY_LENGTH, "b" * names.KEY_LENGTH
+    databases = {names.template(old), f"{names.POOL}{old}_01", names.template(new)}
+    locks = _stale_server(monkeypatch, databases, lambda application: None)
+    locks.held[(catalog.LOCK_USE, key.lock_id(old))] = "a run"
+    assert template.drop_stale("admin", new) == []
+    assert len(databases) == 3
 
 
 def test_keep_says_so_when_the_database_stays_in_use(monkeypatch):
