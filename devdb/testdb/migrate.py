@@ -96,7 +96,7 @@ def _wait(process: subprocess.Popen, command: str, timeout: float) -> None:
         # Ctrl-C reaches pytest only: migrate has a session of its own (so that its whole group
         # can be stopped), and would go on alone, on a template no one will use.
         _stop_group(process)
-        process.wait()
+        _rest_of_output(process)  # until the pipe's end: every member of the group is gone
         raise
     if process.returncode != 0:
         code = process.returncode if process.returncode > 0 else 128 - process.returncode

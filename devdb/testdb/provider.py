@@ -145,7 +145,9 @@ class Provider:
         with suppress(Exception):
             self._janitor.stop()
             untaken = self._janitor.untaken()
-            if untaken is not None:  # never handed out, never connected to: back to the pool
+            # Never handed out, never connected to: back to the pool, unless the pool is full
+            # (then _drop_own drops it, rather than a top-up trimming it after the run).
+            if untaken is not None and pool.ready_count(self._admin, self.key) < self.config.pool:
                 catalog.rename(self._admin, untaken, names.pool_member(self.key))
         self._drop_own()
 
@@ -160,9 +162,13 @@ class Provider:
 
 def sweep(admin) -> list[str]:
     """Drop the databases of processes that are gone (kill -9 of pytest or of a worker)."""
+    # Databases first, owners second: an owner connects its heartbeat before it makes a
+    # database, so every owner of a listed database that still runs is among `alive`. (The
+    # other order drops the database of a process that started between the two reads.)
+    listed = catalog.databases(admin, names.PREFIX)
     alive = catalog.live_connections(admin, names.HEARTBEAT)
     dropped = []
-    for name in catalog.databases(admin, names.PREFIX):
+    for name in listed:
         owner = names.owner_of(name)
         if owner is not None and names.heartbeat_name(owner) not in alive:
             catalog.drop(admin, name)

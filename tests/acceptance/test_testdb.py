@@ -130,6 +130,25 @@ def own(names: list[str]) -> list[str]:
     return [n for n in names if n.startswith(("devdb_t_", "devdb_s_", "devdb_b_"))]
 
 
+def top_ups_running(stack: Stack) -> bool:
+    """A pool top-up (refill.py) still at work: its process, seen from its launch on (before
+    it has connected), or its connection to the stack's test server."""
+    if "devdb.testdb.refill" in run(["ps", "-A", "-o", "args="]).stdout:
+        return True
+    return bool(server_sql(stack, "SELECT 1 FROM pg_stat_activity WHERE "
+                                  f"starts_with(application_name, '{names.REFILLER}')"))  # fmt: skip
+
+
+def pool_when_settled(stack: Stack) -> int:
+    """The pool's size once no top-up runs: what the next run finds."""
+
+    def seen() -> tuple[bool, int]:
+        running = top_ups_running(stack)
+        return running, len([n for n in plugin_databases(stack) if n.startswith("devdb_pool_")])
+
+    return wait_until(seen, lambda state: not state[0], what="the top-ups ended", timeout=120)[1]
+
+
 def outcome(done: subprocess.CompletedProcess) -> str:
     return f"exit {done.returncode}\n{done.stdout[-3000:]}\n{done.stderr[-2000:]}"
 
@@ -265,11 +284,7 @@ def test_example_suite_passes_under_xdist(testdb_stack: Stack, tmp_path: Path, m
     assert own(plugin_databases(testdb_stack)) == []
     # What stays for the next run: the template and a full warm pool (pool = 4), nothing else;
     # the pool is topped up to its size after the run, in the background.
-    wait_until(
-        lambda: len([n for n in plugin_databases(testdb_stack) if n.startswith("devdb_pool_")]),
-        lambda count: count >= 4, what="the pool topped up to 4", timeout=60,
-    )  # fmt: skip
-    time.sleep(1)  # a second refiller (the other worker's) would overshoot now, if at all
+    assert pool_when_settled(testdb_stack) == 4
     left = plugin_databases(testdb_stack)
     templates = [n for n in left if n.startswith("devdb_tpl_")]
     assert len(templates) == 1
@@ -299,16 +314,11 @@ def test_the_pool_keeps_its_size_between_runs(testdb_stack: Stack, tmp_path: Pat
     folder = example_copy(tmp_path)
     pyproject = folder / "pyproject.toml"
 
-    def ready() -> int:
-        return len([n for n in plugin_databases(testdb_stack) if n.startswith("devdb_pool_")])
-
     for size in (7, 2, 0):
         pyproject.write_text(re.sub(r"(?m)^pool = \d+$", f"pool = {size}", pyproject.read_text()))
         done = run_example(testdb_stack, folder, "-k", "urls or migrated")
         assert done.returncode == 0, outcome(done)
-        wait_until(ready, lambda count, size=size: count == size, what=f"a pool of {size}")
-        time.sleep(1)  # nothing overshoots once it is there
-        assert ready() == size
+        assert pool_when_settled(testdb_stack) == size
         assert own(plugin_databases(testdb_stack)) == []
         status = json.loads(testdb_stack.inv("test-db-status", "--json").stdout)
         assert status["plugin_databases"] == size + 1  # the pool and the template
@@ -366,17 +376,9 @@ def test_a_test_server_out_of_memory_keeps_room_for_tests_and_says_so(
     pyproject = folder / "pyproject.toml"
     pyproject.write_text(re.sub(r"(?m)^pool = \d+$", "pool = 1000", pyproject.read_text()))
 
-    def ready() -> int:
-        return len([n for n in plugin_databases(stack) if n.startswith("devdb_pool_")])
-
-    def refill_running() -> bool:
-        return bool(server_sql(stack, "SELECT 1 FROM pg_stat_activity WHERE "
-                                           f"starts_with(application_name, '{names.REFILLER}')"))  # fmt: skip
-
     first = run_example(stack, folder)
     assert first.returncode == 0, outcome(first)
-    wait_until(refill_running, lambda running: not running, what="the top-up ended", timeout=120)
-    filled = ready()
+    filled = pool_when_settled(stack)
     assert 0 < filled < 1000  # stopped at the first CREATE that found no room
     second = run_example(stack, folder, "-k", "4_mb")  # data and WAL: about 8 MB to write
     assert second.returncode == 0, outcome(second)
@@ -384,7 +386,7 @@ def test_a_test_server_out_of_memory_keeps_room_for_tests_and_says_so(
 
     # Now no room for a test's own database: no pool, and the memory filled from outside.
     pyproject.write_text(re.sub(r"(?m)^pool = \d+$", "pool = 0", pyproject.read_text()))
-    wait_until(refill_running, lambda running: not running, what="the top-up ended", timeout=120)
+    pool_when_settled(stack)  # the second run's top-up too: none may free room after the fill
     template_kb = server_sql(
         stack, "SELECT pg_database_size(datname) / 1024 FROM pg_database "
                "WHERE starts_with(datname, 'devdb_tpl_')")[0][0]  # fmt: skip

@@ -21,7 +21,7 @@ from psycopg.conninfo import conninfo_to_dict
 from devdb.base.errors import ConfigError
 from devdb.testdb import catalog, config, key, migrate, names, pool, refill, template
 from devdb.testdb.database import TestDatabase
-from devdb.testdb.provider import Provider
+from devdb.testdb.provider import Provider, sweep
 from devdb.testdb.server import Server
 
 
@@ -300,8 +300,8 @@ def test_migrate_timeout_is_not_held_by_a_daemon_it_started(tmp_path: Path):
     started = time.monotonic()
     try:
         with pytest.raises(migrate.MigrateFailed, match="did not finish") as failed:
-            migrate.run(f"echo first words; {daemon} & sleep 41", tmp_path, {}, timeout=1)
-        assert time.monotonic() - started < 1 + migrate.DRAIN_SECONDS + 5
+            migrate.run(f"echo first words; {daemon} & sleep 41", tmp_path, {}, timeout=3)
+        assert time.monotonic() - started < 3 + migrate.DRAIN_SECONDS + 5
         assert "first words" in str(failed.value)
     finally:
         pid = _pid_written(tmp_path / "daemon")
@@ -515,7 +515,10 @@ class _FakeJanitor:
         return self.take_ahead()
 
 
-def _provider(monkeypatch: pytest.MonkeyPatch, ahead: list[str]) -> tuple[Provider, list]:
+def _provider(
+    monkeypatch: pytest.MonkeyPatch, ahead: list[str], ready: int = 4, own: tuple[str, ...] = ()
+) -> tuple[Provider, list]:
+    """A provider with pool = 4 whose pool holds `ready` clones and that made `own`."""
     calls: list = []
     monkeypatch.setattr(
         pool, "claim", lambda conn, key, name: calls.append(("claim", name)) or True
@@ -523,9 +526,11 @@ def _provider(monkeypatch: pytest.MonkeyPatch, ahead: list[str]) -> tuple[Provid
     monkeypatch.setattr(
         catalog, "rename", lambda conn, old, new: calls.append(("rename", old, new)) or True
     )
-    monkeypatch.setattr(catalog, "databases", lambda conn, prefix: [])
+    monkeypatch.setattr(
+        catalog, "databases", lambda conn, prefix: [n for n in own if n.startswith(prefix)]
+    )
     monkeypatch.setattr(catalog, "drop", lambda conn, name: calls.append(("drop", name)))
-    monkeypatch.setattr(pool, "ready_count", lambda conn, key: 4)
+    monkeypatch.setattr(pool, "ready_count", lambda conn, key: ready)
     provider = Provider(config.TestConfig(Path("."), pool=4), "abcd1234", "gw0")
     provider.server = Server("127.0.0.1", 5555, "u", "p", "db")
     provider.key, provider.template, provider._file_copy = _KEY, "devdb_tpl_x", True
@@ -542,13 +547,22 @@ def test_checkout_takes_the_database_claimed_ahead_else_claims_its_own(monkeypat
     assert calls == [("claim", "devdb_t_abcd1234_gw0_1")]
 
 
-def test_close_gives_the_untaken_database_back_to_the_pool(monkeypatch):
-    provider, calls = _provider(monkeypatch, ahead=["devdb_t_abcd1234_gw0_9"])
+def test_close_gives_the_untaken_database_back_to_a_pool_below_its_size(monkeypatch):
+    provider, calls = _provider(monkeypatch, ahead=["devdb_t_abcd1234_gw0_9"], ready=3)
     assert provider.close() is None
     assert provider._janitor.stopped
     assert provider._admin.closed
     assert calls[0][:2] == ("rename", "devdb_t_abcd1234_gw0_9")
     assert calls[0][2].startswith(names.pool_prefix(_KEY))
+
+
+def test_close_drops_the_untaken_database_when_the_pool_is_full(monkeypatch):
+    """One more would put the pool over its size until a top-up trimmed it after the run."""
+    untaken = "devdb_t_abcd1234_gw0_9"
+    provider, calls = _provider(monkeypatch, ahead=[untaken], ready=4, own=(untaken,))
+    assert provider.close() is None
+    assert [call for call in calls if call[0] == "rename"] == []
+    assert ("drop", untaken) in calls
 
 
 class _SilentConnection(_FakeConnection):
@@ -653,6 +667,34 @@ def test_a_refiller_leaves_the_trim_to_one_still_in_its_slot(monkeypatch):
     assert pool.trim_overshoot("other", key, 7) == 2
     assert pool.ready_count(None, key) == 7
     assert locks.held == {}
+
+
+def test_sweep_spares_a_process_that_starts_while_it_looks(monkeypatch):
+    """Another worker connects its heartbeat and makes its database between sweep's two reads:
+    its database is not a killed run's."""
+    late = names.session("beefcafe_gw1")
+    gone = names.session("deadbeef_gw0")  # a killed run's
+    state = {"reads": 0, "databases": {gone}, "alive": set()}
+
+    def read() -> None:
+        state["reads"] += 1
+        if state["reads"] == 2:  # between the two reads: the new worker starts
+            state["alive"].add(names.heartbeat_name("beefcafe_gw1"))
+            state["databases"].add(late)
+
+    def databases(conn, prefix):
+        read()
+        return sorted(n for n in state["databases"] if n.startswith(prefix))
+
+    def live_connections(conn, prefix):
+        read()
+        return set(state["alive"])
+
+    monkeypatch.setattr(catalog, "databases", databases)
+    monkeypatch.setattr(catalog, "live_connections", live_connections)
+    monkeypatch.setattr(catalog, "drop", lambda conn, name: state["databases"].discard(name))
+    assert sweep("admin") == [gone]
+    assert state["databases"] == {late}
 
 
 def _stale_server(monkeypatch: pytest.MonkeyPatch, databases: set[str], on_end) -> _FakeLocks:
