@@ -58,19 +58,32 @@ def make_way(conn: psycopg.Connection, database: str, terminate: bool) -> None:
             "them (stop the backend, quit psql) or pass --terminate to end them. Nothing was "
             "changed."
         )
-    alive = [
-        row
-        for row in others
-        if not conn.execute(
-            "SELECT pg_terminate_backend(%s, %s)", [row[0], TERMINATE_WAIT_MS]
-        ).fetchone()[0]
-    ]
+    alive = _still_there(conn, [row for row in others if not _ended(conn, row[0])])
     if alive:
         raise ConfigError(
             f"{len(alive)} session(s) on database {database} did not end within "
             f"{TERMINATE_WAIT_MS // 1000} s of being told to: {_named(alive)}; stop those "
             "clients yourself, then try again. Nothing was changed."
         )
+
+
+def _ended(conn: psycopg.Connection, pid: int) -> bool:
+    """Tell session `pid` to end and wait for it: False when it is still there after the
+    wait, and also (with a warning, not an error) when `pid` is no session any more."""
+    told = conn.execute("SELECT pg_terminate_backend(%s, %s)", [pid, TERMINATE_WAIT_MS])
+    return bool(told.fetchone()[0])
+
+
+def _still_there(conn: psycopg.Connection, sessions: list[tuple]) -> list[tuple]:
+    """Those of `sessions` that still run: a client that ended on its own between the look
+    and the termination (a short-lived connection) is not one that refused to end."""
+    if not sessions:
+        return []
+    found = conn.execute(
+        "SELECT pid FROM pg_stat_activity WHERE pid = ANY(%s)", [[row[0] for row in sessions]]
+    ).fetchall()
+    running = {row[0] for row in found}
+    return [row for row in sessions if row[0] in running]
 
 
 def _named(sessions: list[tuple]) -> str:

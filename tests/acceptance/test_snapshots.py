@@ -171,6 +171,28 @@ def test_a_connected_client_is_named_not_killed_unless_asked(stack):
         backend.close()
 
 
+def test_a_client_that_left_on_its_own_before_the_termination_clears_the_way(stack, monkeypatch):
+    """A short-lived client is seen, then disconnects before it is told to end: the real
+    server answers pg_terminate_backend with false (the pid is no session any more), and that
+    is no refusal (a CI run of the upgrade under a writer connecting every 20 ms failed on it)."""
+    from devdb.data import sessions
+
+    def connect(name: str) -> psycopg.Connection:
+        return psycopg.connect(host="127.0.0.1", port=stack.port, user=SEED_USER, password=SEED_PASSWORD,
+                               dbname=SEED_DATABASE, application_name=name, autocommit=True)  # fmt: skip
+
+    with connect("devdb-acceptance") as admin:
+        with connect("short-lived"):
+            seen = sessions.others_on(admin, SEED_DATABASE)
+        assert [row[1] for row in seen] == ["short-lived"]
+        wait_until(
+            lambda: sessions.others_on(admin, SEED_DATABASE), lambda rows: rows == [],
+            what="the client gone",
+        )  # fmt: skip
+        monkeypatch.setattr(sessions, "others_on", lambda conn, database: seen)  # the stale look
+        sessions.make_way(admin, SEED_DATABASE, terminate=True)
+
+
 @pytest.mark.parametrize(
     ("args", "code", "words"),
     [
