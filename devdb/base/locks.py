@@ -17,11 +17,15 @@ import os
 import re
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
 LOCK_FILE_MODE = 0o644
+# The holder writes its note just after it takes the lock: a waiter that comes in between
+# looks again for this long before it says "another task".
+HOLDER_NOTE_WAIT_SECONDS = 0.5
 _held: dict[str, int] = {}  # project -> how deep this process holds its lock
 
 
@@ -87,10 +91,15 @@ def _write_holder(path: Path) -> None:
 
 
 def _holder(path: Path) -> str:
-    try:
-        return holder_path(path).read_text(encoding="utf-8").strip() or "another task"
-    except OSError:
-        return "another task"
+    deadline = time.monotonic() + HOLDER_NOTE_WAIT_SECONDS
+    while True:
+        with suppress(OSError):
+            note = holder_path(path).read_text(encoding="utf-8").strip()
+            if note:
+                return note
+        if time.monotonic() >= deadline:
+            return "another task"
+        time.sleep(0.02)
 
 
 def _acquire(path: Path, fcntl, on_wait: Callable[[str], None] | None = None) -> int:

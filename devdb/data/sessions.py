@@ -38,12 +38,15 @@ def others_on(conn: psycopg.Connection, database: str) -> list[tuple]:
     healthcheck's probe: then look again after a pause. Any client can take that name, so
     one that is still there after every look counts like any other."""
     found = conn.execute(SESSIONS, [PROBE_NAME, database]).fetchall()
+    first = {row[0] for row in found}
     for _ in range(PROBE_LOOKS):
         if not any(row[4] for row in found):
             break
         time.sleep(PROBE_PAUSE_SECONDS)
         found = conn.execute(SESSIONS, [PROBE_NAME, database]).fetchall()
-    return [tuple(row[:4]) for row in found]
+    # A probe-like session counts only if it was there from the first look on: one that came
+    # at the last look is the healthcheck's next probe (the next look would not see it).
+    return [tuple(row[:4]) for row in found if not row[4] or row[0] in first]
 
 
 def make_way(conn: psycopg.Connection, database: str, terminate: bool) -> None:

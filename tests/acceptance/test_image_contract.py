@@ -39,8 +39,10 @@ class Container:
         assert done.returncode == 0, done.stderr
 
     def logs(self) -> str:
-        done = run(["docker", "logs", self.name])
-        return done.stdout + done.stderr
+        """stdout and stderr as one stream, in the order written: the official image prints
+        "init process complete" on stdout and the server's "ready" lines on stderr."""
+        done = run(["sh", "-c", 'exec docker logs "$0" 2>&1', self.name])
+        return done.stdout
 
     def wait_for_log(self, text: str, timeout: float = 60, count: int = 1) -> str:
         return wait_until(self.logs, lambda logs: logs.count(text) >= count,

@@ -226,4 +226,4 @@ def test_dead_container_fails_at_once_with_its_log(new_stack):
     assert done.returncode == 5, done.stderr
     assert "pg_control" in done.stderr  # the server's log tail is shown
     assert "Traceback" not in done.stderr
-    assert elapsed < 30, elapsed
+    assert elapsed < 60, elapsed  # half the --timeout: it did not wait for it

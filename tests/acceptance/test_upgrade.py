@@ -268,6 +268,43 @@ def test_an_upgrade_killed_during_the_copy_leaves_15_working_and_runs_again(
     assert sorted(volumes(cluster)) == sorted([cluster.volume, f"{cluster.volume}_pg17"])
 
 
+def test_a_client_in_after_the_first_look_is_refused_before_the_proof(cluster, newer_image):
+    """A client whose login began just before the lockout is let in under the old rules and is
+    seen only once logged in. Made here by a session from the one address the lockout lets in,
+    opened while the copy is done: the look after the copy names it, nothing is changed, and
+    the old server takes clients again (the old code went on to upgrade with it connected)."""
+    before = state(cluster)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "invoke", "db-upgrade", "--image", newer_image, "--yes"],
+        cwd=ROOT, env=cluster.env(DEVDB_FAILPOINT="upgrade-copied"),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    late = None
+    try:
+        read_until_failpoint(process, "upgrade-copied")
+        helper = f"{cluster.volume}_pg17-upgrade"  # Plan.helper: the lockout's one address
+        late = subprocess.Popen(
+            ["docker", "exec", "-e", f"PGPASSWORD={SEED_PASSWORD}", "-e", "PGAPPNAME=late-client",
+             helper, "psql", "-h", cluster.container, "-U", SEED_USER, "-d", "ai_interviewer_db",
+             "-c", "SELECT pg_sleep(120)"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        stdout, stderr = process.communicate(timeout=300)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        if late is not None:
+            late.kill()
+            late.wait(timeout=30)
+    assert process.returncode == 2, stdout + stderr
+    assert "other session(s) use database ai_interviewer_db: late-client" in stderr
+    assert "Nothing was changed" in stderr
+    assert major(cluster) == 15
+    assert_same(state(cluster), before)
+    with connect(cluster) as conn:  # the lockout undone
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
 # Everything in the cluster, one run at a time, no write lost (issue 21) --------------------
 
 EXTRAS = """

@@ -166,6 +166,11 @@ def copy_and_prove(
             _copy(settings, plan)
             phases["copied"] = time.monotonic() - started
             databases.failpoint("upgrade-copied")
+            # Again: a client whose login began just before the lockout is let in under the old
+            # rules and shows in pg_stat_activity only once logged in, after the first look.
+            # Ended (or refused) now, before the proof: what it wrote before is a difference
+            # the proof finds; nothing it could write after the proof would reach the copy.
+            make_way_on(conn, terminate)
             console.progress("comparing every database, old against new...")
             for database in opened:  # pg_dump may have closed them again on the new side
                 new.execute(_allow(database, True))

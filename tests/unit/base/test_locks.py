@@ -34,3 +34,23 @@ def test_a_waiter_is_told_which_process_holds_the_lock():
     holding.wait(timeout=10)
     assert told == [f"process {holding.pid} (-c)"]
     assert waited > 0.5
+
+
+def test_a_waiter_that_comes_before_the_holders_note_still_reads_it(tmp_path):
+    """The holder writes its note just after it takes the lock: a waiter in between looks again
+    (two upgrades started at the same instant showed "another task")."""
+    import threading
+
+    from devdb.base import locks
+
+    path = tmp_path / "project.lock"
+    late = threading.Timer(0.1, lambda: holder_path(path).write_text("process 42 (inv db-up)\n"))
+    late.start()
+    try:
+        assert locks._holder(path) == "process 42 (inv db-up)"
+    finally:
+        late.cancel()
+    holder_path(path).unlink()
+    started = time.monotonic()
+    assert locks._holder(path) == "another task"  # no note at all: said after a short look
+    assert time.monotonic() - started < locks.HOLDER_NOTE_WAIT_SECONDS + 1

@@ -79,3 +79,12 @@ def test_a_session_that_ended_on_its_own_before_the_termination_is_no_refusal():
     server = Server([[CLIENT]], terminated=False, running=False)
     sessions.make_way(server, "db", terminate=True)
     assert server.asked == [12]
+
+
+def test_a_new_probe_at_the_last_look_is_not_counted_with_a_client_named_like_it():
+    """A client named pg_isready stays through every look; the healthcheck's real probe shows
+    up at the last one: one client, not two (an exact count in an upgrade test)."""
+    probe = (13, "pg_isready", "local socket", "dev", True)
+    idle = (14, "pg_isready", "172.18.0.1", "dev", True)  # looks like a probe, but stays
+    looks = [[idle]] * sessions.PROBE_LOOKS + [[idle, probe]]
+    assert sessions.others_on(Server(looks), "db") == [idle[:4]]
