@@ -35,18 +35,18 @@ def others_on(conn: psycopg.Connection, database: str) -> list[tuple]:
     """(pid, name, address, user) of every other session on `database`.
 
     A session named pg_isready that has run no query and is in no transaction may be the
-    healthcheck's probe: then look again after a pause. Any client can take that name, so
-    one that is still there after every look counts like any other."""
+    healthcheck's probe: then look again after a pause. Any client can take that name, so one
+    still there after every look counts like any other: one seen in the last two looks (a
+    probe lasts milliseconds, and the healthcheck's next one may show up at the last look)."""
     found = conn.execute(SESSIONS, [PROBE_NAME, database]).fetchall()
-    first = {row[0] for row in found}
+    before: set[int] = set()
     for _ in range(PROBE_LOOKS):
         if not any(row[4] for row in found):
             break
         time.sleep(PROBE_PAUSE_SECONDS)
+        before = {row[0] for row in found}
         found = conn.execute(SESSIONS, [PROBE_NAME, database]).fetchall()
-    # A probe-like session counts only if it was there from the first look on: one that came
-    # at the last look is the healthcheck's next probe (the next look would not see it).
-    return [tuple(row[:4]) for row in found if not row[4] or row[0] in first]
+    return [tuple(row[:4]) for row in found if not row[4] or row[0] in before]
 
 
 def make_way(conn: psycopg.Connection, database: str, terminate: bool) -> None:

@@ -24,6 +24,8 @@ from devdb.testdb.server import Server
 
 # The builder holds the lock for at most migrate_timeout; waiters allow it that and a margin.
 LOCK_MARGIN_SECONDS = 30
+# How many times drop_stale ends an old key's top-ups that keep connecting (one per worker).
+TOP_UP_ENDS = 5
 
 
 @dataclass(frozen=True)
@@ -118,13 +120,15 @@ def _keyed(admin: Connection) -> list[str]:
 
 
 def _take_from_its_top_up(admin: Connection, key: str, ident: int) -> bool:
-    """End the old key's top-up (it would hold the pool, and fill it, for minutes) and take the
-    key's USE lock; False while a run still uses the key. Twice: a top-up launched by a run that
-    just ended may connect between the end and the lock."""
-    for _ in range(2):
+    """End the old key's top-ups (they would hold the pool, and fill it, for minutes) and take
+    the key's USE lock; False while a run still uses the key. Again while a top-up holds it: one
+    launched by each xdist worker of a run that just ended may connect between end and lock."""
+    for _ in range(TOP_UP_ENDS):
         catalog.end_application(admin, names.refiller(key))
         if catalog.try_lock(admin, catalog.LOCK_USE, ident):
             return True
+        if not catalog.live_connections(admin, names.refiller(key)):
+            return False  # not a top-up's: a run still clones from it
     return False
 
 

@@ -169,7 +169,8 @@ def copy_and_prove(
             # Again: a client whose login began just before the lockout is let in under the old
             # rules and shows in pg_stat_activity only once logged in, after the first look.
             # Ended (or refused) now, before the proof: what it wrote before is a difference
-            # the proof finds; nothing it could write after the proof would reach the copy.
+            # the proof finds. (A login slower than the whole copy, up to the server's
+            # authentication_timeout, could still come in after this look.)
             make_way_on(conn, terminate)
             console.progress("comparing every database, old against new...")
             for database in opened:  # pg_dump may have closed them again on the new side

@@ -44,13 +44,13 @@ def test_a_waiter_that_comes_before_the_holders_note_still_reads_it(tmp_path):
     from devdb.base import locks
 
     path = tmp_path / "project.lock"
-    late = threading.Timer(0.1, lambda: holder_path(path).write_text("process 42 (inv db-up)\n"))
+    late = threading.Timer(0.02, lambda: holder_path(path).write_text("process 42 (inv db-up)\n"))
     late.start()
     try:
         assert locks._holder(path) == "process 42 (inv db-up)"
     finally:
         late.cancel()
-    holder_path(path).unlink()
+    holder_path(path).unlink(missing_ok=True)
     started = time.monotonic()
     assert locks._holder(path) == "another task"  # no note at all: said after a short look
     assert time.monotonic() - started < locks.HOLDER_NOTE_WAIT_SECONDS + 1

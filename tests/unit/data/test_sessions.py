@@ -88,3 +88,10 @@ def test_a_new_probe_at_the_last_look_is_not_counted_with_a_client_named_like_it
     idle = (14, "pg_isready", "172.18.0.1", "dev", True)  # looks like a probe, but stays
     looks = [[idle]] * sessions.PROBE_LOOKS + [[idle, probe]]
     assert sessions.others_on(Server(looks), "db") == [idle[:4]]
+
+
+def test_a_client_named_like_the_probe_that_came_after_the_first_look_and_stays_counts():
+    probe = (13, "pg_isready", "local socket", "dev", True)
+    idle = (14, "pg_isready", "172.18.0.1", "dev", True)  # came at the third look, stays
+    looks = [[probe], [probe], [idle]] + [[idle]] * sessions.PROBE_LOOKS
+    assert sessions.others_on(Server(looks), "db") == [idle[:4]]

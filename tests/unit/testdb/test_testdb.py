@@ -706,6 +706,10 @@ def _stale_server(monkeypatch: pytest.MonkeyPatch, databases: set[str], on_end) 
         lambda conn, prefix: sorted(n for n in databases if n.startswith(prefix)),
     )
     monkeypatch.setattr(catalog, "end_application", lambda conn, application: on_end(application))
+    monkeypatch.setattr(  # a top-up's connection: the holder of a lock named "top-up ..."
+        catalog, "live_connections",
+        lambda conn, prefix: {prefix} if any(str(h).startswith("top-up") for h in locks.held.values()) else set(),
+    )  # fmt: skip
     monkeypatch.setattr(catalog, "drop_all", lambda conn, gone: databases.difference_update(gone))
     return locks
 
@@ -750,6 +754,27 @@ def test_drop_stale_ends_a_top_up_that_connected_after_it_was_first_ended(monkey
     locks = _stale_server(monkeypatch, databases, on_end)
     assert len(template.drop_stale("admin", new)) == 2
     assert ends == [names.refiller(old)] * 2
+    assert databases == {names.template(new)}
+    assert locks.held == {}
+
+
+def test_drop_stale_ends_the_top_ups_of_several_workers_connecting_one_after_another(
+    monkeypatch,
+):
+    """-n 3: each worker's end launched a top-up of the old key; they connect one by one, each
+    between drop_stale's end of the last and its try of the lock."""
+    old, new = "a" * names.KEY_LENGTH, "b" * names.KEY_LENGTH
+    databases = {names.template(old), f"{names.POOL}{old}_01", names.template(new)}
+    use = (catalog.LOCK_USE, key.lock_id(old))
+    arriving = ["top-up 1", "top-up 2", "top-up 3"]
+
+    def on_end(application: str) -> None:
+        locks.held.pop(use, None)  # the one connected is ended, its lock goes with it
+        if arriving:
+            locks.held[use] = arriving.pop(0)  # and the next connects just now
+
+    locks = _stale_server(monkeypatch, databases, on_end)
+    assert len(template.drop_stale("admin", new)) == 2
     assert databases == {names.template(new)}
     assert locks.held == {}
 
