@@ -114,11 +114,16 @@ def server_address(stack: Stack) -> tuple[str, int]:
     return host, int(port)
 
 
+def on_test_server(stack: Stack) -> psycopg.Connection:
+    """A connection to the stack's test server, as the developer's role (autocommit)."""
+    _, port = server_address(stack)
+    return connect_local(port, SEED_USER, SEED_PASSWORD, SEED_DATABASE)
+
+
 def plugin_databases(stack: Stack) -> list[str]:
     host, port = server_address(stack)
     assert host == "127.0.0.1"
-    with connect_local(port, "ai_interviewer_user", "dev_password_change_in_production",
-                       "ai_interviewer_db") as conn:  # fmt: skip
+    with connect_local(port, SEED_USER, SEED_PASSWORD, SEED_DATABASE) as conn:
         rows = conn.execute(
             "SELECT datname FROM pg_database WHERE datname LIKE 'devdb%' ORDER BY 1"
         ).fetchall()
@@ -135,8 +140,8 @@ def top_ups_running(stack: Stack) -> bool:
     it has connected), or its connection to the stack's test server."""
     if "devdb.testdb.refill" in run(["ps", "-A", "-o", "args="]).stdout:
         return True
-    return bool(server_sql(stack, "SELECT 1 FROM pg_stat_activity WHERE "
-                                  f"starts_with(application_name, '{names.REFILLER}')"))  # fmt: skip
+    with on_test_server(stack) as conn:
+        return bool(catalog.live_connections(conn, names.REFILLER))
 
 
 def pool_when_settled(stack: Stack) -> int:
@@ -180,9 +185,7 @@ def test_test_server_is_throwaway_and_on_loopback(testdb_stack: Stack):
     inspected = json.loads(run(["docker", "inspect", container.strip()]).stdout)[0]
     assert "/var/lib/postgresql/data" in inspected["HostConfig"]["Tmpfs"]
     assert not [m for m in inspected["Mounts"] if m["Type"] == "volume"]
-    _, port = server_address(testdb_stack)
-    with connect_local(port, "ai_interviewer_user", "dev_password_change_in_production",
-                       "ai_interviewer_db") as conn:  # fmt: skip
+    with on_test_server(testdb_stack) as conn:
         settings = dict(conn.execute(
             "SELECT name, setting FROM pg_settings WHERE name IN "
             "('fsync', 'synchronous_commit', 'full_page_writes')"
@@ -346,9 +349,7 @@ def test_writes_4_mb(devdb_database):
 
 
 def server_sql(stack: Stack, sql: str) -> list[tuple]:
-    _, port = server_address(stack)
-    with connect_local(port, "ai_interviewer_user", "dev_password_change_in_production",
-                       "ai_interviewer_db") as conn:  # fmt: skip
+    with on_test_server(stack) as conn:
         return conn.execute(sql).fetchall()
 
 
@@ -452,15 +453,18 @@ def test_drop_stale_leaves_nothing_of_an_old_key_whose_top_up_is_running(testdb_
             what="the old key's top-up making clones",
         )  # fmt: skip
         assert catalog.live_connections(admin, names.refiller(old))  # still at it
+
+        def old_ones() -> list[str]:
+            return [n for n in catalog.databases(admin, names.PREFIX) if names.key_of(n) == old]
+
         dropped = template.drop_stale(admin, new)
-        left = [n for n in catalog.databases(admin, names.PREFIX) if names.key_of(n) == old]
-        assert left == []
+        assert old_ones() == []
         assert names.template(old) in dropped
         wait_until(
             lambda: catalog.live_connections(admin, names.refiller(old)), lambda alive: not alive,
             what="the old top-ups gone",
         )  # fmt: skip
-        assert [n for n in catalog.databases(admin, names.PREFIX) if names.key_of(n) == old] == []
+        assert old_ones() == []
         catalog.drop_all(admin, [names.template(new)])
 
 

@@ -697,6 +697,15 @@ def test_sweep_spares_a_process_that_starts_while_it_looks(monkeypatch):
     assert state["databases"] == {late}
 
 
+_OLD, _NEW = "a" * names.KEY_LENGTH, "b" * names.KEY_LENGTH  # an old key and the current one
+_OLD_USE = (catalog.LOCK_USE, key.lock_id(_OLD))
+
+
+def _stale_databases() -> set[str]:
+    """The old key's template and one clone, and the current key's template."""
+    return {names.template(_OLD), f"{names.POOL}{_OLD}_01", names.template(_NEW)}
+
+
 def _stale_server(monkeypatch: pytest.MonkeyPatch, databases: set[str], on_end) -> _FakeLocks:
     locks = _FakeLocks()
     locks.install(monkeypatch)
@@ -719,42 +728,39 @@ def test_drop_stale_also_drops_the_clone_an_old_top_up_made_just_before_it_was_e
 ):
     """The old key's top-up commits one more clone between the first listing and its end (a CI
     run left one behind): what is dropped is listed again once the old key's lock is held."""
-    old, new = "a" * names.KEY_LENGTH, "b" * names.KEY_LENGTH
-    databases = {names.template(old), f"{names.POOL}{old}_01", names.template(new)}
+    databases = _stale_databases()
 
     def on_end(application: str) -> None:
-        assert application == names.refiller(old)
-        databases.add(f"{names.POOL}{old}_02")  # committed just before the top-up ended
+        assert application == names.refiller(_OLD)
+        databases.add(f"{names.POOL}{_OLD}_02")  # committed just before the top-up ended
 
     _stale_server(monkeypatch, databases, on_end)
-    dropped = template.drop_stale("admin", new)
+    dropped = template.drop_stale("admin", _NEW)
     assert sorted(dropped) == [
-        f"{names.POOL}{old}_01",
-        f"{names.POOL}{old}_02",
-        names.template(old),
+        f"{names.POOL}{_OLD}_01",
+        f"{names.POOL}{_OLD}_02",
+        names.template(_OLD),
     ]
-    assert databases == {names.template(new)}
+    assert databases == {names.template(_NEW)}
 
 
 def test_drop_stale_ends_a_top_up_that_connected_after_it_was_first_ended(monkeypatch):
     """A run that just ended launched the old key's top-up, and it connected (taking the USE
     lock) between drop_stale's end of it and its try of the lock: ended once more, not kept."""
-    old, new = "a" * names.KEY_LENGTH, "b" * names.KEY_LENGTH
-    databases = {names.template(old), f"{names.POOL}{old}_01", names.template(new)}
-    use = (catalog.LOCK_USE, key.lock_id(old))
+    databases = _stale_databases()
     ends = []
 
     def on_end(application: str) -> None:
         ends.append(application)
         if len(ends) == 1:
-            locks.held[use] = "top-up"  # it connects just now
+            locks.held[_OLD_USE] = "top-up"  # it connects just now
         else:
-            locks.held.pop(use, None)  # ended: its lock goes with its session
+            locks.held.pop(_OLD_USE, None)  # ended: its lock goes with its session
 
     locks = _stale_server(monkeypatch, databases, on_end)
-    assert len(template.drop_stale("admin", new)) == 2
-    assert ends == [names.refiller(old)] * 2
-    assert databases == {names.template(new)}
+    assert len(template.drop_stale("admin", _NEW)) == 2
+    assert ends == [names.refiller(_OLD)] * 2
+    assert databases == {names.template(_NEW)}
     assert locks.held == {}
 
 
@@ -763,28 +769,25 @@ def test_drop_stale_ends_the_top_ups_of_several_workers_connecting_one_after_ano
 ):
     """-n 3: each worker's end launched a top-up of the old key; they connect one by one, each
     between drop_stale's end of the last and its try of the lock."""
-    old, new = "a" * names.KEY_LENGTH, "b" * names.KEY_LENGTH
-    databases = {names.template(old), f"{names.POOL}{old}_01", names.template(new)}
-    use = (catalog.LOCK_USE, key.lock_id(old))
+    databases = _stale_databases()
     arriving = ["top-up 1", "top-up 2", "top-up 3"]
 
     def on_end(application: str) -> None:
-        locks.held.pop(use, None)  # the one connected is ended, its lock goes with it
+        locks.held.pop(_OLD_USE, None)  # the one connected is ended, its lock goes with it
         if arriving:
-            locks.held[use] = arriving.pop(0)  # and the next connects just now
+            locks.held[_OLD_USE] = arriving.pop(0)  # and the next connects just now
 
     locks = _stale_server(monkeypatch, databases, on_end)
-    assert len(template.drop_stale("admin", new)) == 2
-    assert databases == {names.template(new)}
+    assert len(template.drop_stale("admin", _NEW)) == 2
+    assert databases == {names.template(_NEW)}
     assert locks.held == {}
 
 
 def test_drop_stale_keeps_a_key_that_a_run_still_uses(monkeypatch):
-    old, new = "a" * names.KEY_LENGTH, "b" * names.KEY_LENGTH
-    databases = {names.template(old), f"{names.POOL}{old}_01", names.template(new)}
+    databases = _stale_databases()
     locks = _stale_server(monkeypatch, databases, lambda application: None)
-    locks.held[(catalog.LOCK_USE, key.lock_id(old))] = "a run"
-    assert template.drop_stale("admin", new) == []
+    locks.held[_OLD_USE] = "a run"
+    assert template.drop_stale("admin", _NEW) == []
     assert len(databases) == 3
 
 
