@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from contextlib import suppress
 from typing import Any
 
 import pytest
@@ -22,12 +23,14 @@ KEEP_FAILED = "--devdb-keep-failed"
 EXIT_PROPERTY = "devdb_exit_code"
 KEPT_PROPERTY = "devdb_kept"
 NOTICE_PROPERTY = "devdb_notice"
+TOP_UP_PROPERTY = "devdb_top_up"
 
 _config_key = pytest.StashKey[TestConfig]()
 _provider_key = pytest.StashKey[Any]()
 _exit_key = pytest.StashKey[int]()
 _reports_key = pytest.StashKey[dict]()
 _notices_key = pytest.StashKey[list]()
+_top_ups_key = pytest.StashKey[list]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -71,8 +74,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_testnodedown(node: Any, error: object) -> None:
-    """xdist's controller: a worker hands over its exit code (it stopped on a fatal error) and
-    its notice (a worker's own terminal output goes nowhere)."""
+    """xdist's controller: a worker hands over its exit code (it stopped on a fatal error), its
+    notice (a worker's own terminal output goes nowhere) and the pool's top-up it asks for."""
     workeroutput = getattr(node, "workeroutput", None) or {}
     code = workeroutput.get(EXIT_PROPERTY)
     if code is not None:
@@ -80,21 +83,32 @@ def pytest_testnodedown(node: Any, error: object) -> None:
     notice = workeroutput.get(NOTICE_PROPERTY)
     if notice is not None:
         _notices(node.config).append(notice)
+    top_up = workeroutput.get(TOP_UP_PROPERTY)
+    if top_up is not None:
+        _top_ups(node.config).append(top_up)
 
 
 def _notices(config: pytest.Config) -> list:
     return config.stash.setdefault(_notices_key, [])
 
 
+def _top_ups(config: pytest.Config) -> list:
+    return config.stash.setdefault(_top_ups_key, [])
+
+
 def pytest_sessionfinish(session: pytest.Session) -> None:
     provider = session.config.stash.get(_provider_key, None)
+    workeroutput = getattr(session.config, "workeroutput", None)  # sent to the controller
     if provider is not None:
         notice = provider.close()
         if notice is not None:  # shown in the summary, after this hook
             _notices(session.config).append(notice)
-            workeroutput = getattr(session.config, "workeroutput", None)
-            if workeroutput is not None:  # sent to the controller after this hook
+            if workeroutput is not None:
                 workeroutput[NOTICE_PROPERTY] = notice
+        if provider.top_up is not None:
+            _top_ups(session.config).append(provider.top_up.to_json())
+            if workeroutput is not None:
+                workeroutput[TOP_UP_PROPERTY] = provider.top_up.to_json()
     code = session.config.stash.get(_exit_key, None)
     if code is not None:
         session.exitstatus = code
@@ -102,6 +116,21 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         from devdb.testdb.template import forget_failures
 
         forget_failures(os.environ[RUN_VARIABLE])
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """The pool's top-up, once the whole run is over (the controller's last hook under xdist).
+    Started by each worker as it ended, it took the cores from the other workers' last tests:
+    measured, 200 tests under -n 2 took 10% longer."""
+    if _worker(config) is not None:
+        return
+    orders = dict.fromkeys(config.stash.get(_top_ups_key, []))  # every worker asks the same
+    if orders:
+        from devdb.testdb import refill
+
+        for order in orders:
+            with suppress(Exception):  # best effort: the next run's janitor refills in the run
+                refill.start(refill.Order.from_json(order))
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:

@@ -34,6 +34,10 @@ STATEMENT_TIMEOUT_MS = 120_000  # the janitor's and the after-run top-up's (refi
 STOP_SECONDS = STATEMENT_TIMEOUT_MS / 1000 + 30
 REFILL_SLOTS = 2
 RUN_RESERVE = 4  # clones a running suite keeps ready (of the steady size) while it eats them
+# How long a test's database may still have sessions, once the test has left it, before it
+# is dropped anyway (they are ended): its server processes exiting take a few ms; a test that
+# leaks a connection costs the janitor this long.
+LEFT_GRACE_SECONDS = 0.05
 # Clones given back when a refill finds the test server full (its tmpfs: a Docker Desktop VM
 # has a few GB): room for the tests' own writes and for a clone made on the spot.
 FULL_HEADROOM = 2
@@ -243,5 +247,5 @@ class Janitor:
                 name = self._drops.get_nowait()
             except queue.Empty:
                 return
-            catalog.drop(conn, name)
+            catalog.drop_once_left(conn, name, LEFT_GRACE_SECONDS)
             self._full = False  # room again

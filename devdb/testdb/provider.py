@@ -4,8 +4,9 @@ Start: find or start the test server (Compose), open the heartbeat connection th
 process alive, drop the leftovers of killed runs, find or build the template, start the janitor.
 Then `checkout` hands out a clone (the one the janitor claimed from the warm pool ahead of
 time, else one claimed or cloned now) and `release` drops it in the background. `close` drops
-everything this process made; the pool and the template stay for the next run, and a detached
-process brings the pool back to its size (refill.py).
+everything this process made; the pool and the template stay for the next run, and `top_up`
+says how to bring the pool back to its size: the plugin has a detached process do it once the
+whole run is over (refill.py).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ class Provider:
         self._closing: threading.Thread | None = None
         self.template = ""
         self.key = ""
+        self.top_up: refill.Order | None = None  # set by close() when the pool is not at its size
 
     def start(self) -> None:
         from devdb.compose.settings import load_settings
@@ -103,10 +105,11 @@ class Provider:
                 return self._database(kept)
         return None
 
-    def _start_top_up(self) -> None:
+    def _top_up_order(self) -> refill.Order | None:
         size = self.config.pool
-        if pool.ready_count(self._admin, self.key) != size:
-            refill.start(refill.Order(self.server, self.key, self.template, size, self._file_copy))
+        if pool.ready_count(self._admin, self.key) == size:
+            return None
+        return refill.Order(self.server, self.key, self.template, size, self._file_copy)
 
     def session_database(self) -> TestDatabase:
         """devdb_session's database: one clone per process, its tests roll back."""
@@ -117,8 +120,8 @@ class Provider:
         return self._session_db
 
     def close(self, timeout: float = pool.STOP_SECONDS) -> str | None:
-        """Drop every database of this process (open sessions ended); the pool stays, and is
-        topped up to its steady size by a detached process (refill.py). All of it within
+        """Drop every database of this process (open sessions ended); the pool stays, and
+        `top_up` is set if it is not at its steady size (see refill.py). All of it within
         `timeout`: a server that stops answering (a paused container) would otherwise hold the
         run's end for ever, since no statement timeout works on a server that does not run.
         Then a line for the user instead (Ctrl-C while waiting too), and the next run's sweep
@@ -157,7 +160,7 @@ class Provider:
                 catalog.drop(self._admin, name)
             catalog.drop(self._admin, names.session(self.owner))
         with suppress(Exception):
-            self._start_top_up()
+            self.top_up = self._top_up_order()
 
 
 def sweep(admin) -> list[str]:

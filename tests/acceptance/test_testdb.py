@@ -330,6 +330,65 @@ def test_the_pool_keeps_its_size_between_runs(testdb_stack: Stack, tmp_path: Pat
     assert run_example(testdb_stack, folder, "-k", "urls").returncode == 0
 
 
+WATCHES_FOR_A_TOP_UP = """\
+import os, pathlib, subprocess, time
+
+import psycopg
+
+
+def test_quick(devdb_database, worker_id):
+    pathlib.Path("quick.done").write_text(worker_id)
+
+
+def test_watches_for_a_top_up(devdb_database, worker_id):
+    other = {"gw0": "gw1", "gw1": "gw0"}[worker_id]
+    done = pathlib.Path("quick.done")
+    deadline = time.monotonic() + 60
+    while not done.exists():
+        assert time.monotonic() < deadline, "test_quick did not run"
+        time.sleep(0.02)
+    assert done.read_text() == other, "both tests ran on one worker"
+    heartbeat = f"devdb-owner:{os.environ['DEVDB_TEST_RUN']}_{other}"
+    with psycopg.connect(devdb_database.dsn, autocommit=True) as conn:
+        while conn.execute(
+            "SELECT 1 FROM pg_stat_activity WHERE application_name = %s", (heartbeat,)
+        ).fetchone():
+            assert time.monotonic() < deadline, "the other worker did not end"
+            time.sleep(0.02)
+        ready = conn.execute(
+            "SELECT count(*) FROM pg_database WHERE datname LIKE 'devdb_pool_%'"
+        ).fetchone()[0]
+    assert ready < 8, "the other worker ended with a full pool: nothing to top up"
+    watch_until = time.monotonic() + 2
+    while time.monotonic() < watch_until:
+        processes = subprocess.run(["ps", "-A", "-o", "args="], capture_output=True, text=True)
+        assert "devdb.testdb.refill" not in processes.stdout, "a top-up runs beside this test"
+        time.sleep(0.02)
+"""
+
+
+def test_the_pools_top_up_waits_for_the_whole_run(testdb_stack: Stack, tmp_path: Path):
+    """One xdist worker ends while the other's test still runs: no top-up starts until the run
+    is over (it would take the cores from the tests still running), then one brings the pool
+    back to its size. A run without xdist tops it up too."""
+    folder = example_copy(tmp_path)
+    pyproject = folder / "pyproject.toml"
+    pyproject.write_text(re.sub(r"(?m)^pool = \d+$", "pool = 8", pyproject.read_text()))
+    assert run_example(testdb_stack, folder, "-k", "urls").returncode == 0
+    assert pool_when_settled(testdb_stack) == 8
+    (folder / "tests" / "test_watch.py").write_text(WATCHES_FOR_A_TOP_UP)
+    done = run_example(testdb_stack, folder, "tests/test_watch.py")
+    assert done.returncode == 0, outcome(done)
+    assert pool_when_settled(testdb_stack) == 8
+    done = run(
+        pytest_argv("-n", "0", "tests/test_watch.py", "-k", "quick"),
+        env=example_env(testdb_stack), cwd=folder, timeout=RUN_TIMEOUT_SECONDS,
+    )  # fmt: skip
+    assert done.returncode == 0, outcome(done)
+    assert pool_when_settled(testdb_stack) == 8
+    assert own(plugin_databases(testdb_stack)) == []
+
+
 # The test server's data in a small tmpfs, as on a Docker Desktop VM of a few GB.
 SMALL_TMPFS = """
 services:

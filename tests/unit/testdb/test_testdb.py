@@ -19,7 +19,7 @@ import pytest
 from psycopg.conninfo import conninfo_to_dict
 
 from devdb.base.errors import ConfigError
-from devdb.testdb import catalog, config, key, migrate, names, pool, refill, template
+from devdb.testdb import catalog, config, key, migrate, names, plugin, pool, refill, template
 from devdb.testdb.database import TestDatabase
 from devdb.testdb.provider import Provider, sweep
 from devdb.testdb.server import Server
@@ -381,6 +381,107 @@ def test_refill_without_a_reachable_server_exits_1_quietly(monkeypatch, capsys):
     assert capsys.readouterr() == ("", "")
 
 
+def test_refill_fills_from_every_slot_side_by_side(monkeypatch):
+    """One top-up a run (the plugin starts it once the run is over): it takes both refill slots
+    at once, as two processes did when each xdist worker started its own."""
+    both_in = threading.Barrier(pool.REFILL_SLOTS, timeout=5)  # broken unless side by side
+
+    def settle(order, deadline):
+        both_in.wait()
+        return 3
+
+    monkeypatch.setattr(refill, "_settle", settle)
+    assert refill.run(_order()) == 3 * pool.REFILL_SLOTS
+
+
+def test_refill_fails_when_a_slot_fails_once_both_are_done(monkeypatch):
+    calls = itertools.count()
+    ended: list[str] = []
+
+    def settle(order, deadline):
+        if next(calls) == 0:
+            raise psycopg.OperationalError("terminated by a schema change")
+        time.sleep(0.05)
+        ended.append("the other slot")
+        return 2
+
+    monkeypatch.setattr(refill, "_settle", settle)
+    with pytest.raises(psycopg.OperationalError):
+        refill.run(_order())
+    assert ended == ["the other slot"]
+
+
+class _Config(SimpleNamespace):
+    """What the plugin's end-of-run hooks read of a pytest config (workerinput: an xdist worker)."""
+
+    def __init__(self, worker: str | None = None) -> None:
+        super().__init__(stash=pytest.Stash())
+        if worker is not None:
+            self.workerinput = {"workerid": worker}
+
+
+def test_the_pools_top_up_starts_once_the_whole_run_is_over(monkeypatch):
+    """Each worker hands its order to the controller, which starts one top-up at its very end
+    (started by each worker as it ended, it took the cores from the other's last tests)."""
+    started: list[refill.Order] = []
+    monkeypatch.setattr(refill, "start", started.append)
+    controller = _Config()
+    for _ in ("gw0", "gw1"):
+        node = SimpleNamespace(config=controller,
+                               workeroutput={plugin.TOP_UP_PROPERTY: _order().to_json()})  # fmt: skip
+        plugin.pytest_testnodedown(node, None)
+    worker = _Config("gw1")
+    plugin._top_ups(worker).append(_order().to_json())
+    plugin.pytest_unconfigure(worker)
+    assert started == []  # a worker never starts one
+    plugin.pytest_unconfigure(controller)
+    assert started == [_order()]  # once, however many workers asked
+
+
+def test_a_run_whose_pool_is_at_its_size_starts_no_top_up(monkeypatch):
+    started: list[refill.Order] = []
+    monkeypatch.setattr(refill, "start", started.append)
+    plugin.pytest_testnodedown(
+        SimpleNamespace(config=(controller := _Config()), workeroutput={}), None
+    )
+    plugin.pytest_unconfigure(controller)
+    assert started == []
+
+
+class _SessionsLeaving:
+    """A database whose sessions are gone after `looks` looks; records the SQL it is sent."""
+
+    def __init__(self, looks: int) -> None:
+        self.looks = looks
+        self.sent: list[str] = []
+
+    def execute(self, query, params=None):
+        text = query if isinstance(query, str) else query.as_string(None)
+        self.sent.append(text.split()[0])
+        in_use = text.startswith("SELECT 1 FROM pg_stat_activity") and self.looks > 0
+        self.looks -= in_use
+        return SimpleNamespace(fetchone=lambda: (1,) if in_use else None)
+
+
+def test_a_database_just_left_is_dropped_once_its_sessions_are_gone(monkeypatch):
+    """DROP ... FORCE that still finds a session exiting sleeps 100 ms (PostgreSQL checks every
+    100 ms): the drop waits for them first."""
+    conn = _SessionsLeaving(looks=2)
+    catalog.drop_once_left(conn, "devdb_t_x_1", grace=5)
+    assert conn.sent == ["SELECT", "SELECT", "SELECT", "DROP"]
+
+
+def test_a_database_whose_session_stays_is_dropped_after_the_grace(monkeypatch):
+    """A test that leaked a connection: the wait is bounded, and DROP ... FORCE ends it."""
+    clock = itertools.count(0, 0.02)
+    monkeypatch.setattr(catalog.time, "monotonic", lambda: next(clock))
+    monkeypatch.setattr(catalog.time, "sleep", lambda seconds: None)
+    conn = _SessionsLeaving(looks=10_000)
+    catalog.drop_once_left(conn, "devdb_t_x_1", grace=0.1)
+    assert conn.sent[-1] == "DROP"
+    assert len(conn.sent) <= 7
+
+
 _KEY = "ab12cd34" * 2  # a template key: 16 hex digits
 
 
@@ -411,6 +512,7 @@ class _FakeServer:
         monkeypatch.setattr(pool.catalog, "databases", databases)
         monkeypatch.setattr(pool.catalog, "rename", rename)
         monkeypatch.setattr(pool.catalog, "drop", drop)
+        monkeypatch.setattr(pool.catalog, "in_use", lambda _conn, name: False)
         if not top_up:  # the janitor's tests: no refills
             monkeypatch.setattr(pool, "top_up", lambda *args, **kwargs: 0)
 
@@ -554,6 +656,8 @@ def test_close_gives_the_untaken_database_back_to_a_pool_below_its_size(monkeypa
     assert provider._admin.closed
     assert calls[0][:2] == ("rename", "devdb_t_abcd1234_gw0_9")
     assert calls[0][2].startswith(names.pool_prefix(_KEY))
+    # Not started here: the plugin starts it once the whole run is over.
+    assert provider.top_up == refill.Order(provider.server, _KEY, "devdb_tpl_x", 4, True)
 
 
 def test_close_drops_the_untaken_database_when_the_pool_is_full(monkeypatch):
@@ -563,6 +667,7 @@ def test_close_drops_the_untaken_database_when_the_pool_is_full(monkeypatch):
     assert provider.close() is None
     assert [call for call in calls if call[0] == "rename"] == []
     assert ("drop", untaken) in calls
+    assert provider.top_up is None  # the pool is at its size
 
 
 class _SilentConnection(_FakeConnection):
