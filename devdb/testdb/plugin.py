@@ -210,7 +210,13 @@ def devdb_database(request: pytest.FixtureRequest) -> Iterator[Any]:
     database = got[0]
     yield database
     if request.config.getoption(KEEP_FAILED) and _failed(request.node):
-        kept = provider.keep(database)
+        kept_as: list[Any] = []
+        failure = _attempt(lambda: kept_as.append(provider.keep(database)))
+        if failure is not None:  # the server did not answer: the run stops, with the line
+            shown = f"{request.node.nodeid}: not kept, {failure}"
+            request.node.user_properties.append((KEPT_PROPERTY, shown))
+            _fatal(request, failure)
+        kept = kept_as[0]
         if kept is None:  # still in use: dropped like any other
             shown = f"not kept, {database.shown} was still in use (connections to it came back)"
             provider.release(database)

@@ -13,8 +13,11 @@ from __future__ import annotations
 
 import itertools
 import threading
+from collections.abc import Callable
 from contextlib import suppress
+from typing import TypeVar
 
+from devdb.base.errors import NotReady
 from devdb.testdb import catalog, logins, names, pool, refill, template
 from devdb.testdb.config import TestConfig
 from devdb.testdb.database import TestDatabase
@@ -26,6 +29,20 @@ KEEP_ATTEMPTS = 3
 LEFT_TO_NEXT_RUN = (
     "devdb: {why}; this run's databases are dropped by the next run (inv test-db-status)"
 )
+# How long a test waits for the server's answer to its own CREATE, rename or keep (done in the
+# test's thread when nothing was claimed ahead): the janitor's statement timeout and a margin,
+# as for the run's end. A statement timeout is the server's to enforce, and a paused container
+# enforces nothing.
+ANSWER_SECONDS = pool.STOP_SECONDS
+SILENT = "the test server did not answer for {seconds:.0f} s"
+
+T = TypeVar("T")
+
+
+class TestServerSilent(NotReady):
+    """The test server did not answer in time (a paused or frozen container)."""
+
+    __test__ = False
 
 
 class Provider:
@@ -39,6 +56,7 @@ class Provider:
         self._numbers_lock = threading.Lock()
         self._session_db: TestDatabase | None = None
         self._closing: threading.Thread | None = None
+        self._silent = False  # a statement of the admin connection was never answered
         self.template = ""
         self.key = ""
         self.top_up: refill.Order | None = None  # set by close() when the pool is not at its size
@@ -80,7 +98,7 @@ class Provider:
         name = self._janitor.take_ahead()
         if name is None:  # none claimed ahead (the pool ran dry, or tests come too fast)
             name = self._next_name()
-            self._clone(name)
+            self._answered(lambda: self._clone(name))
         return self._database(name)  # take_ahead woke the janitor: the next claim, the reserve
 
     def _next_name(self) -> str:
@@ -99,11 +117,42 @@ class Provider:
         """Rename a failed test's database so that no cleanup drops it; None when it cannot be
         (something connects to it again as fast as its sessions are ended)."""
         kept = names.kept(database.name)
-        for _ in range(KEEP_ATTEMPTS):
-            catalog.end_sessions(self._admin, database.name)
-            if catalog.rename(self._admin, database.name, kept):
-                return self._database(kept)
-        return None
+
+        def renamed() -> bool:
+            for _ in range(KEEP_ATTEMPTS):
+                catalog.end_sessions(self._admin, database.name)
+                if catalog.rename(self._admin, database.name, kept):
+                    return True
+            return False
+
+        return self._database(kept) if self._answered(renamed) else None
+
+    def _answered(self, action: Callable[[], T]) -> T:
+        """`action` (on the admin connection) in a thread of its own, waited for at most
+        ANSWER_SECONDS; then TestServerSilent, and from then on at once (the connection is
+        still taken by the statement that was never answered)."""
+        if not self._silent:
+            outcome: list = []
+
+            def attempt() -> None:
+                try:
+                    outcome.append((True, action()))
+                except BaseException as err:  # raised in the caller's thread
+                    outcome.append((False, err))
+
+            waiting = threading.Thread(target=attempt, name="devdb-admin", daemon=True)
+            waiting.start()
+            waiting.join(ANSWER_SECONDS)
+            if outcome:
+                done, value = outcome[0]
+                if not done:
+                    raise value
+                return value
+            self._silent = True
+        raise TestServerSilent(
+            f"{SILENT.format(seconds=ANSWER_SECONDS)} (a paused container? docker compose "
+            "--profile test ps); the run stops"
+        )
 
     def _top_up_order(self) -> refill.Order | None:
         size = self.config.pool
@@ -115,7 +164,7 @@ class Provider:
         """devdb_session's database: one clone per process, its tests roll back."""
         if self._session_db is None:
             name = names.session(self.owner)
-            self._clone(name)
+            self._answered(lambda: self._clone(name))
             self._session_db = self._database(name)
         return self._session_db
 
@@ -126,6 +175,8 @@ class Provider:
         run's end for ever, since no statement timeout works on a server that does not run.
         Then a line for the user instead (Ctrl-C while waiting too), and the next run's sweep
         drops what this one left. Once per provider: a second call only reports."""
+        if self._silent:  # already waited for once, in a test: the admin connection is taken
+            return LEFT_TO_NEXT_RUN.format(why=SILENT.format(seconds=ANSWER_SECONDS))
         if self._closing is None:
             self._closing = threading.Thread(
                 target=self._close_on_server, name="devdb-close", daemon=True
@@ -136,9 +187,8 @@ class Provider:
             except KeyboardInterrupt:
                 return LEFT_TO_NEXT_RUN.format(why="interrupted at the run's end")
         if self._closing.is_alive():  # its connections are left to the process's exit
-            return LEFT_TO_NEXT_RUN.format(
-                why=f"the test server did not answer for {timeout:.0f} s at the run's end"
-            )
+            why = SILENT.format(seconds=timeout)
+            return LEFT_TO_NEXT_RUN.format(why=f"{why} at the run's end")
         for name in ("_admin", "_heartbeat"):  # absent when start() failed before them
             with suppress(Exception):
                 getattr(self, name).close()

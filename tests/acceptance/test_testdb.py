@@ -687,21 +687,28 @@ def test_holds_a_database(devdb_database, worker_id):
     pathlib.Path(f"took.{worker_id}").touch()
     while not pathlib.Path("go").exists():
         time.sleep(0.05)
+    assert not pathlib.Path("fail").exists(), "failed on purpose"
 """
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("keep_failed", [False, True], ids=["passing", "kept-failed"])
 def test_a_test_server_that_stops_answering_ends_the_run_in_time_with_a_line(
-    testdb_stack: Stack, tmp_path: Path
+    testdb_stack: Stack, tmp_path: Path, keep_failed: bool
 ):
     """Both xdist workers have taken a database when the test server is paused (a container
     that stops answering: no statement timeout works then): the run still ends, within the
-    plugin's 150 s, the controller shows the line once, and the next run drops the leftovers."""
+    plugin's 150 s, the controller shows the line once, and the next run drops the leftovers.
+    With --devdb-keep-failed and failing tests the wait is in the test's own teardown (the
+    rename that keeps its database): bounded the same, the run stops with code 5."""
     assert testdb_stack.inv("test-db-up").returncode == 0
     container = testdb_stack.compose("--profile", "test", "ps", "-q", "postgres-test").stdout
     folder = example_copy(tmp_path)
     (folder / "tests" / "test_paused.py").write_text(PAUSED_TESTS)
-    argv = pytest_argv("-n", "2", "--dist", "each", "tests/test_paused.py")  # on both workers
+    keep = ["--devdb-keep-failed"] if keep_failed else []
+    if keep_failed:
+        (folder / "fail").touch()
+    argv = pytest_argv("-n", "2", "--dist", "each", *keep, "tests/test_paused.py")  # both workers
     process = subprocess.Popen(
         argv, env=example_env(testdb_stack), cwd=folder, stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT, text=True, start_new_session=True,
@@ -726,10 +733,15 @@ def test_a_test_server_that_stops_answering_ends_the_run_in_time_with_a_line(
             process.wait()
         if paused:
             assert run(["docker", "unpause", container.strip()]).returncode == 0
-    assert process.returncode == 0, output  # the tests passed; the end only says what is left
     assert took < pool.STOP_SECONDS + 30, output
-    assert output.count("did not answer for 150 s at the run's end") == 1, output
     assert "Traceback" not in output
+    if keep_failed:
+        assert process.returncode == 5, output
+        assert output.count("not kept, the test server did not answer for 150 s") == 2, output
+        assert output.count("this run's databases are dropped by the next run") == 1, output
+    else:
+        assert process.returncode == 0, output  # the tests passed; the end says what is left
+        assert output.count("did not answer for 150 s at the run's end") == 1, output
     done = run_example(testdb_stack, folder, "-k", "urls")
     assert done.returncode == 0, outcome(done)
     assert own(plugin_databases(testdb_stack)) == []

@@ -20,8 +20,9 @@ from psycopg.conninfo import conninfo_to_dict
 
 from devdb.base.errors import ConfigError
 from devdb.testdb import catalog, config, key, migrate, names, plugin, pool, refill, template
+from devdb.testdb import provider as provider_module
 from devdb.testdb.database import TestDatabase
-from devdb.testdb.provider import Provider, sweep
+from devdb.testdb.provider import Provider, TestServerSilent, sweep
 from devdb.testdb.server import Server
 
 
@@ -668,6 +669,41 @@ def test_close_drops_the_untaken_database_when_the_pool_is_full(monkeypatch):
     assert [call for call in calls if call[0] == "rename"] == []
     assert ("drop", untaken) in calls
     assert provider.top_up is None  # the pool is at its size
+
+
+def test_a_test_that_waits_for_a_server_that_stopped_answering_gets_a_line_in_time(monkeypatch):
+    """A clone made in the test's own thread (nothing claimed ahead) on a paused container: the
+    test fails after ANSWER_SECONDS with the line; later tests and the run's end do not wait
+    again (the admin connection is still taken by the statement never answered)."""
+    answer = threading.Event()
+    provider, _ = _provider(monkeypatch, ahead=[])
+    monkeypatch.setattr(pool, "claim", lambda conn, key, name: answer.wait())
+    monkeypatch.setattr(provider_module, "ANSWER_SECONDS", 0.2)
+    try:
+        started = time.monotonic()
+        with pytest.raises(TestServerSilent, match="did not answer for 0 s"):
+            provider.checkout()
+        assert 0.2 <= time.monotonic() - started < 3
+        started = time.monotonic()
+        with pytest.raises(TestServerSilent):
+            provider.keep(TestDatabase("devdb_t_abcd1234_gw0_1", "h", 1, "u", "p"))
+        with pytest.raises(TestServerSilent):
+            provider.session_database()
+        assert "did not answer" in (provider.close() or "")
+        assert time.monotonic() - started < 0.2  # no second wait
+        assert provider._closing is None  # nothing more sent on the taken connection
+    finally:
+        answer.set()
+
+
+def test_a_failed_tests_database_is_kept_through_the_bounded_wait(monkeypatch):
+    provider, calls = _provider(monkeypatch, ahead=[])
+    monkeypatch.setattr(catalog, "end_sessions", lambda conn, name: calls.append(("end", name)))
+    kept = provider.keep(TestDatabase("devdb_t_abcd1234_gw0_1", "h", 1, "u", "p"))
+    assert kept is not None
+    assert kept.name == names.kept("devdb_t_abcd1234_gw0_1")
+    assert calls == [("end", "devdb_t_abcd1234_gw0_1"),
+                     ("rename", "devdb_t_abcd1234_gw0_1", kept.name)]  # fmt: skip
 
 
 class _SilentConnection(_FakeConnection):
