@@ -106,9 +106,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
             if workeroutput is not None:
                 workeroutput[NOTICE_PROPERTY] = notice
         if provider.top_up is not None:
-            _top_ups(session.config).append(provider.top_up.to_json())
-            if workeroutput is not None:
-                workeroutput[TOP_UP_PROPERTY] = provider.top_up.to_json()
+            _hand_over_top_up(session, provider.top_up, workeroutput)
     code = session.config.stash.get(_exit_key, None)
     if code is not None:
         session.exitstatus = code
@@ -118,10 +116,26 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         forget_failures(os.environ[RUN_VARIABLE])
 
 
+def _hand_over_top_up(session: pytest.Session, order: Any, workeroutput: dict | None) -> None:
+    """The pool's top-up is started once the whole run is over (pytest_unconfigure): in this
+    process, or in the xdist controller, to which a worker hands it. Except in a worker of a run
+    interrupted (Ctrl-C reaches the whole process group): the controller stops listening to its
+    workers then, so each starts its own (a second one finds the refill slots taken)."""
+    if workeroutput is None:
+        _top_ups(session.config).append(order.to_json())
+    elif session.exitstatus == pytest.ExitCode.INTERRUPTED:
+        from devdb.testdb import refill
+
+        with suppress(Exception):  # best effort, as in pytest_unconfigure
+            refill.start(order)
+    else:
+        workeroutput[TOP_UP_PROPERTY] = order.to_json()
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
     """The pool's top-up, once the whole run is over (the controller's last hook under xdist).
     Started by each worker as it ended, it took the cores from the other workers' last tests:
-    measured, 200 tests under -n 2 took 10% longer."""
+    measured, 200 tests under -n 2 took 10% longer (7 alternating rounds, 3.55 against 3.20 s)."""
     if _worker(config) is not None:
         return
     orders = dict.fromkeys(config.stash.get(_top_ups_key, []))  # every worker asks the same
@@ -129,7 +143,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         from devdb.testdb import refill
 
         for order in orders:
-            with suppress(Exception):  # best effort: the next run's janitor refills in the run
+            with suppress(Exception):  # best effort: see refill.py for what a missed one costs
                 refill.start(refill.Order.from_json(order))
 
 

@@ -1,14 +1,18 @@
 """The pool's top-up after a run, in a detached process: no run waits for the next run's clones.
 
 `start` is called once a run is over (plugin.py: by the xdist controller when every worker is
-done, or by the one pytest process); it launches `python -m devdb.testdb.refill` detached from
-pytest (its own session, no terminal, output discarded) and returns at once. That process clones the template until the pool holds its
-steady size (or drops what a smaller `pool` leaves over), then exits. It is best effort and
-never a danger: it holds the template's USE lock (shared) so that no run drops the template
-under it, every statement has a timeout, the whole top-up a deadline, and if it fails or is
-killed the next run's janitor refills in the run.
+done, by the one pytest process, or by each worker of a run interrupted with Ctrl-C, whose
+controller hears from no worker); it launches `python -m devdb.testdb.refill` detached from
+pytest (its own session, no terminal, output discarded) and returns at once. That process
+clones the template until the pool holds its steady size (or drops what a smaller `pool` leaves
+over), then exits. It is best effort and never a danger: it holds the template's USE lock
+(shared) so that no run drops the template under it, every statement has a timeout, the whole
+top-up a deadline. If it fails or is killed (or never started: a controller killed), the pool
+stays short until a later run ends: that run's janitor keeps a reserve of a few clones ready,
+and its tests clone the rest on the spot.
 What it needs comes in one environment variable: the password is never in its arguments (which
-`ps` shows every user), only in its environment (which only you and root can read).
+`ps` shows every user), only in its environment (which only you and root can read). Its
+arguments only say, for `ps`, which test server and pool it fills.
 """
 
 from __future__ import annotations
@@ -68,29 +72,30 @@ def start(order: Order) -> None:
         ORDER_VARIABLE: order.to_json(),
         "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])),
     }
-    launcher = 'exec "$0" -m devdb.testdb.refill </dev/null >/dev/null 2>&1 &'
+    launcher = 'exec "$0" -m devdb.testdb.refill "$1" "$2" </dev/null >/dev/null 2>&1 &'
+    server = f"{order.server.host}:{order.server.port}"
     subprocess.run(
         # cwd "/": `python -m` puts the working directory first on sys.path, and a shared temporary
         # directory would let any local user plant a `devdb` package there.
-        ["sh", "-c", launcher, sys.executable], env=env, cwd="/", timeout=30, check=False,
+        ["sh", "-c", launcher, sys.executable, server, order.key], env=env, cwd="/", timeout=30,
+        check=False,
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         start_new_session=True,
     )  # fmt: skip
 
 
-def run(order: Order) -> int:
-    """Bring the pool to `order.size`; the number of clones made (negative: dropped). From one
-    connection per refill slot, side by side: two make three times as many clones a second as
-    one (pool.py), and this is the run's one top-up (plugin.py starts it once the run is over)."""
+def run(order: Order) -> None:
+    """Bring the pool to `order.size`, from one connection per refill slot side by side: two
+    make three times as many clones a second as one (pool.py), and this is the run's one
+    top-up (plugin.py starts it once the run is over)."""
     from devdb.testdb import pool
 
     deadline = time.monotonic() + DEADLINE_SECONDS
-    made: list[int] = []
     failures: list[Exception] = []
 
     def one_slot() -> None:
         try:
-            made.append(_settle(order, deadline))
+            _settle(order, deadline)
         except Exception as err:  # raised by run() once both are done
             failures.append(err)
 
@@ -101,7 +106,6 @@ def run(order: Order) -> int:
         worker.join()
     if failures:
         raise failures[0]
-    return sum(made)
 
 
 def _settle(order: Order, deadline: float) -> int:

@@ -24,7 +24,8 @@ from devdb.testdb.server import Server
 
 # The builder holds the lock for at most migrate_timeout; waiters allow it that and a margin.
 LOCK_MARGIN_SECONDS = 30
-# How many times drop_stale ends an old key's top-ups that keep connecting (one per worker).
+# How many times drop_stale ends an old key's top-ups that keep connecting (one per run that
+# has just ended, more when several ended together).
 TOP_UP_ENDS = 5
 
 
@@ -121,8 +122,9 @@ def _keyed(admin: Connection) -> list[str]:
 
 def _take_from_its_top_up(admin: Connection, key: str, ident: int) -> bool:
     """End the old key's top-ups (they would hold the pool, and fill it, for minutes) and take
-    the key's USE lock; False while a run still uses the key. Again while a top-up holds it: one
-    launched by each xdist worker of a run that just ended may connect between end and lock."""
+    the key's USE lock; False while a run still uses the key. Again while a top-up holds it: the
+    top-up of a run that has just ended (or of each of several) may connect between end and
+    lock, each slot of it on a connection of its own."""
     for _ in range(TOP_UP_ENDS):
         catalog.end_application(admin, names.refiller(key))
         if catalog.try_lock(admin, catalog.LOCK_USE, ident):

@@ -136,9 +136,12 @@ def own(names: list[str]) -> list[str]:
 
 
 def top_ups_running(stack: Stack) -> bool:
-    """A pool top-up (refill.py) still at work: its process, seen from its launch on (before
-    it has connected), or its connection to the stack's test server."""
-    if "devdb.testdb.refill" in run(["ps", "-A", "-o", "args="]).stdout:
+    """A pool top-up (refill.py) of the stack's test server still at work: its process, seen
+    from its launch on (before it has connected; its arguments name the server), or its
+    connection to the server. Another checkout's or CI job's top-up is not this stack's."""
+    host, port = server_address(stack)
+    launched = f"devdb.testdb.refill {host}:{port} "
+    if any(launched in f"{line} " for line in run(["ps", "-A", "-o", "args="]).stdout.splitlines()):
         return True
     with on_test_server(stack) as conn:
         return bool(catalog.live_connections(conn, names.REFILLER))
@@ -359,10 +362,12 @@ def test_watches_for_a_top_up(devdb_database, worker_id):
             "SELECT count(*) FROM pg_database WHERE datname LIKE 'devdb_pool_%'"
         ).fetchone()[0]
     assert ready < 8, "the other worker ended with a full pool: nothing to top up"
+    ours = f"devdb.testdb.refill {devdb_database.host}:{devdb_database.port} "
     watch_until = time.monotonic() + 2
     while time.monotonic() < watch_until:
         processes = subprocess.run(["ps", "-A", "-o", "args="], capture_output=True, text=True)
-        assert "devdb.testdb.refill" not in processes.stdout, "a top-up runs beside this test"
+        launched = [line for line in processes.stdout.splitlines() if ours in line + " "]
+        assert not launched, "a top-up of this server runs beside this test"
         time.sleep(0.02)
 """
 
@@ -744,6 +749,39 @@ def test_a_test_server_that_stops_answering_ends_the_run_in_time_with_a_line(
         assert output.count("did not answer for 150 s at the run's end") == 1, output
     done = run_example(testdb_stack, folder, "-k", "urls")
     assert done.returncode == 0, outcome(done)
+    assert own(plugin_databases(testdb_stack)) == []
+
+
+def test_ctrl_c_of_an_xdist_run_still_tops_the_pool_up(testdb_stack: Stack, tmp_path: Path):
+    """Ctrl-C (SIGINT to the whole process group, as a terminal sends it) while both workers'
+    tests run: the controller stops listening to its workers, so each starts the top-up itself;
+    the run drops its own databases, and the pool is back at its size."""
+    folder = example_copy(tmp_path)
+    pyproject = folder / "pyproject.toml"
+    pyproject.write_text(re.sub(r"(?m)^pool = \d+$", "pool = 8", pyproject.read_text()))
+    assert run_example(testdb_stack, folder, "-k", "urls").returncode == 0
+    assert pool_when_settled(testdb_stack) == 8
+    (folder / "tests" / "test_paused.py").write_text(PAUSED_TESTS)
+    process = subprocess.Popen(
+        pytest_argv("-n", "2", "--dist", "each", "tests/test_paused.py"),
+        env=example_env(testdb_stack), cwd=folder, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )  # fmt: skip
+    try:
+        wait_until(
+            lambda: (len(list(folder.glob("took.gw*"))) == 2, process.poll()),
+            lambda seen: seen[0] or seen[1] is not None, what="both workers' databases",
+            timeout=120,
+        )  # fmt: skip
+        assert process.poll() is None, process.communicate()[0]
+        os.killpg(process.pid, signal.SIGINT)
+        output, _ = process.communicate(timeout=RUN_TIMEOUT_SECONDS)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    assert process.returncode == 2, output  # pytest's code for an interrupted run
+    assert pool_when_settled(testdb_stack) == 8, output
     assert own(plugin_databases(testdb_stack)) == []
 
 

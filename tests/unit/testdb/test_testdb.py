@@ -365,6 +365,7 @@ def test_refill_launch_is_detached_and_keeps_the_password_out_of_argv(monkeypatc
     assert "s3cret" not in " ".join(seen["argv"])
     assert seen["argv"][:2] == ["sh", "-c"]
     assert seen["argv"][2].rstrip().endswith("&")
+    assert seen["argv"][4:] == ["127.0.0.1:5555", "k" * 16]  # for ps: which server and pool
     assert seen["start_new_session"] is True
     assert seen["cwd"] == "/"  # `python -m` puts the working directory first on sys.path
     env = seen["env"]
@@ -386,13 +387,15 @@ def test_refill_fills_from_every_slot_side_by_side(monkeypatch):
     """One top-up a run (the plugin starts it once the run is over): it takes both refill slots
     at once, as two processes did when each xdist worker started its own."""
     both_in = threading.Barrier(pool.REFILL_SLOTS, timeout=5)  # broken unless side by side
+    settled: list[refill.Order] = []
 
     def settle(order, deadline):
         both_in.wait()
-        return 3
+        settled.append(order)
 
     monkeypatch.setattr(refill, "_settle", settle)
-    assert refill.run(_order()) == 3 * pool.REFILL_SLOTS
+    refill.run(_order())
+    assert settled == [_order()] * pool.REFILL_SLOTS
 
 
 def test_refill_fails_when_a_slot_fails_once_both_are_done(monkeypatch):
@@ -439,14 +442,37 @@ def test_the_pools_top_up_starts_once_the_whole_run_is_over(monkeypatch):
     assert started == [_order()]  # once, however many workers asked
 
 
-def test_a_run_whose_pool_is_at_its_size_starts_no_top_up(monkeypatch):
+def _ended_session(worker: str | None, exitstatus: int) -> SimpleNamespace:
+    """A session at pytest_sessionfinish whose provider asks for the pool's top-up."""
+    config = _Config(worker)
+    if worker is not None:
+        config.workeroutput = {}
+    provider = SimpleNamespace(close=lambda: None, top_up=_order())
+    config.stash[plugin._provider_key] = provider
+    return SimpleNamespace(config=config, exitstatus=exitstatus)
+
+
+@pytest.mark.parametrize(
+    ("worker", "exitstatus", "handed_over", "started_now"),
+    [
+        ("gw0", pytest.ExitCode.TESTS_FAILED, True, False),  # to the controller
+        ("gw0", pytest.ExitCode.INTERRUPTED, False, True),  # Ctrl-C: the controller won't hear
+        (None, pytest.ExitCode.INTERRUPTED, False, False),  # one process: at its unconfigure
+    ],
+)
+def test_a_run_hands_its_top_up_to_whoever_starts_it_once_the_run_is_over(
+    monkeypatch, worker, exitstatus, handed_over, started_now
+):
     started: list[refill.Order] = []
     monkeypatch.setattr(refill, "start", started.append)
-    plugin.pytest_testnodedown(
-        SimpleNamespace(config=(controller := _Config()), workeroutput={}), None
-    )
-    plugin.pytest_unconfigure(controller)
-    assert started == []
+    monkeypatch.setenv(plugin.RUN_VARIABLE, "abcd1234")
+    session = _ended_session(worker, exitstatus)
+    plugin.pytest_sessionfinish(session)
+    workeroutput = getattr(session.config, "workeroutput", {})
+    assert (plugin.TOP_UP_PROPERTY in workeroutput) is handed_over
+    assert started == ([_order()] if started_now else [])
+    plugin.pytest_unconfigure(session.config)  # a worker's starts nothing; one process's, its own
+    assert started == ([_order()] if worker is None or started_now else [])
 
 
 class _SessionsLeaving:
