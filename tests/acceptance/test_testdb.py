@@ -376,11 +376,7 @@ def test_the_pools_top_up_waits_for_the_whole_run(testdb_stack: Stack, tmp_path:
     """One xdist worker ends while the other's test still runs: no top-up starts until the run
     is over (it would take the cores from the tests still running), then one brings the pool
     back to its size. A run without xdist tops it up too."""
-    folder = example_copy(tmp_path)
-    pyproject = folder / "pyproject.toml"
-    pyproject.write_text(re.sub(r"(?m)^pool = \d+$", "pool = 8", pyproject.read_text()))
-    assert run_example(testdb_stack, folder, "-k", "urls").returncode == 0
-    assert pool_when_settled(testdb_stack) == 8
+    folder = example_with_a_full_pool(testdb_stack, tmp_path, 8)
     (folder / "tests" / "test_watch.py").write_text(WATCHES_FOR_A_TOP_UP)
     done = run_example(testdb_stack, folder, "tests/test_watch.py")
     assert done.returncode == 0, outcome(done)
@@ -696,6 +692,39 @@ def test_holds_a_database(devdb_database, worker_id):
 """
 
 
+def example_with_a_full_pool(stack: Stack, tmp_path: Path, size: int) -> Path:
+    """An example copy whose pool is `size`, after a run and its top-up: the pool is full."""
+    folder = example_copy(tmp_path)
+    pyproject = folder / "pyproject.toml"
+    pyproject.write_text(re.sub(r"(?m)^pool = \d+$", f"pool = {size}", pyproject.read_text()))
+    assert run_example(stack, folder, "-k", "urls").returncode == 0
+    assert pool_when_settled(stack) == size
+    return folder
+
+
+def holding_run(stack: Stack, folder: Path, *args: str) -> subprocess.Popen:
+    """pytest -n 2 of PAUSED_TESTS on both workers (--dist each), returned once each worker's
+    test holds its database (until a file `go` appears). Its own process group, for signals."""
+    (folder / "tests" / "test_paused.py").write_text(PAUSED_TESTS)
+    process = subprocess.Popen(
+        pytest_argv("-n", "2", "--dist", "each", *args, "tests/test_paused.py"),
+        env=example_env(stack), cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True, start_new_session=True,
+    )  # fmt: skip
+    try:
+        wait_until(
+            lambda: (len(list(folder.glob("took.gw*"))) == 2, process.poll()),
+            lambda seen: seen[0] or seen[1] is not None, what="both workers' databases",
+            timeout=120,
+        )  # fmt: skip
+        assert process.poll() is None, process.communicate()[0]
+    except BaseException:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        raise
+    return process
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("keep_failed", [False, True], ids=["passing", "kept-failed"])
 def test_a_test_server_that_stops_answering_ends_the_run_in_time_with_a_line(
@@ -709,23 +738,11 @@ def test_a_test_server_that_stops_answering_ends_the_run_in_time_with_a_line(
     assert testdb_stack.inv("test-db-up").returncode == 0
     container = testdb_stack.compose("--profile", "test", "ps", "-q", "postgres-test").stdout
     folder = example_copy(tmp_path)
-    (folder / "tests" / "test_paused.py").write_text(PAUSED_TESTS)
-    keep = ["--devdb-keep-failed"] if keep_failed else []
     if keep_failed:
         (folder / "fail").touch()
-    argv = pytest_argv("-n", "2", "--dist", "each", *keep, "tests/test_paused.py")  # both workers
-    process = subprocess.Popen(
-        argv, env=example_env(testdb_stack), cwd=folder, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, text=True, start_new_session=True,
-    )  # fmt: skip
+    process = holding_run(testdb_stack, folder, *(["--devdb-keep-failed"] if keep_failed else []))
     paused = False
     try:
-        wait_until(
-            lambda: (len(list(folder.glob("took.gw*"))) == 2, process.poll()),
-            lambda seen: seen[0] or seen[1] is not None, what="both workers' databases",
-            timeout=120,
-        )  # fmt: skip
-        assert process.poll() is None, process.communicate()[0]
         assert run(["docker", "pause", container.strip()]).returncode == 0
         paused = True
         started = time.monotonic()
@@ -756,24 +773,9 @@ def test_ctrl_c_of_an_xdist_run_still_tops_the_pool_up(testdb_stack: Stack, tmp_
     """Ctrl-C (SIGINT to the whole process group, as a terminal sends it) while both workers'
     tests run: the controller stops listening to its workers, so each starts the top-up itself;
     the run drops its own databases, and the pool is back at its size."""
-    folder = example_copy(tmp_path)
-    pyproject = folder / "pyproject.toml"
-    pyproject.write_text(re.sub(r"(?m)^pool = \d+$", "pool = 8", pyproject.read_text()))
-    assert run_example(testdb_stack, folder, "-k", "urls").returncode == 0
-    assert pool_when_settled(testdb_stack) == 8
-    (folder / "tests" / "test_paused.py").write_text(PAUSED_TESTS)
-    process = subprocess.Popen(
-        pytest_argv("-n", "2", "--dist", "each", "tests/test_paused.py"),
-        env=example_env(testdb_stack), cwd=folder, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, text=True, start_new_session=True,
-    )  # fmt: skip
+    folder = example_with_a_full_pool(testdb_stack, tmp_path, 8)
+    process = holding_run(testdb_stack, folder)
     try:
-        wait_until(
-            lambda: (len(list(folder.glob("took.gw*"))) == 2, process.poll()),
-            lambda seen: seen[0] or seen[1] is not None, what="both workers' databases",
-            timeout=120,
-        )  # fmt: skip
-        assert process.poll() is None, process.communicate()[0]
         os.killpg(process.pid, signal.SIGINT)
         output, _ = process.communicate(timeout=RUN_TIMEOUT_SECONDS)
     finally:
