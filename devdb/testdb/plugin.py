@@ -31,6 +31,7 @@ _exit_key = pytest.StashKey[int]()
 _reports_key = pytest.StashKey[dict]()
 _notices_key = pytest.StashKey[list]()
 _top_ups_key = pytest.StashKey[list]()
+_ctrl_c_key = pytest.StashKey[bool]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -54,6 +55,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
     if _worker(config) is None:  # the controller, or a run without xdist
         os.environ[RUN_VARIABLE] = names.new_run_id()  # inherited by the workers it starts
+    config.pluginmanager.register(_CtrlC(config), "devdb-ctrl-c")
     pyproject = (
         config.inipath if config.inipath and config.inipath.name == "pyproject.toml" else None
     )
@@ -96,6 +98,18 @@ def _top_ups(config: pytest.Config) -> list:
     return config.stash.setdefault(_top_ups_key, [])
 
 
+class _CtrlC:
+    """Notes a Ctrl-C in the config's stash, told apart from pytest.exit() (which ends a session
+    as INTERRUPTED too). A plugin object of its own: this hook is given no config."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+
+    def pytest_keyboard_interrupt(self, excinfo: pytest.ExceptionInfo) -> None:
+        if isinstance(excinfo.value, KeyboardInterrupt):
+            self.config.stash[_ctrl_c_key] = True
+
+
 def pytest_sessionfinish(session: pytest.Session) -> None:
     provider = session.config.stash.get(_provider_key, None)
     workeroutput = getattr(session.config, "workeroutput", None)  # sent to the controller
@@ -119,14 +133,19 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 def _hand_over_top_up(session: pytest.Session, order: Any, workeroutput: dict | None) -> None:
     """The pool's top-up is started once the whole run is over (pytest_unconfigure): in this
     process, or in the xdist controller, to which a worker hands it. Except in a worker of a run
-    interrupted (Ctrl-C reaches the whole process group): the controller stops listening to its
-    workers then, so each starts its own (a second one finds the refill slots taken)."""
+    interrupted by Ctrl-C (it reaches the whole process group): the controller stops listening
+    to its workers then, so each starts its own (a second one finds the refill slots taken).
+    Only if the worker's end takes less than the 5 s xdist allows it before a second interrupt
+    (then nothing starts: see refill.py for what that costs). pytest.exit() in a test is no
+    Ctrl-C: the other workers still run, and the controller still listens."""
     if workeroutput is None:
         _top_ups(session.config).append(order.to_json())
-    elif session.exitstatus == pytest.ExitCode.INTERRUPTED:
+    elif session.config.stash.get(_ctrl_c_key, False):
         from devdb.testdb import refill
 
-        with suppress(Exception):  # best effort, as in pytest_unconfigure
+        # Best effort, as in pytest_unconfigure; and a second Ctrl-C here (xdist sends one 5 s
+        # after the first) must not show a traceback: the run's end is under way.
+        with suppress(BaseException):
             refill.start(order)
     else:
         workeroutput[TOP_UP_PROPERTY] = order.to_json()

@@ -55,8 +55,9 @@ class Provider:
         self._numbers = itertools.count(1)
         self._numbers_lock = threading.Lock()
         self._session_db: TestDatabase | None = None
-        self._closing: threading.Thread | None = None
+        self._closing: threading.Event | None = None  # set once the run's end is done
         self._silent = False  # a statement of the admin connection was never answered
+        self._admin_busy: threading.Event | None = None  # set once it is answered, if so
         self.template = ""
         self.key = ""
         self.top_up: refill.Order | None = None  # set by close() when the pool is not at its size
@@ -140,9 +141,12 @@ class Provider:
                 except BaseException as err:  # raised in the caller's thread
                     outcome.append((False, err))
 
-            waiting = threading.Thread(target=attempt, name="devdb-admin", daemon=True)
-            waiting.start()
-            waiting.join(ANSWER_SECONDS)
+            answered = _started(attempt, "devdb-admin")
+            try:
+                answered.wait(ANSWER_SECONDS)
+            finally:
+                if not answered.is_set():  # not in time, or Ctrl-C while waiting: close() waits
+                    self._admin_busy = answered  # for it, the one user of the connection at once
             if outcome:
                 done, value = outcome[0]
                 if not done:
@@ -177,16 +181,24 @@ class Provider:
         drops what this one left. Once per provider: a second call only reports."""
         if self._silent:  # already waited for once, in a test: the admin connection is taken
             return LEFT_TO_NEXT_RUN.format(why=SILENT.format(seconds=ANSWER_SECONDS))
-        if self._closing is None:
-            self._closing = threading.Thread(
-                target=self._close_on_server, name="devdb-close", daemon=True
-            )
-            self._closing.start()
+        if self._admin_busy is not None and self._closing is None:
+            # Left running by a Ctrl-C: its statement ends first (the same connection), within
+            # the end's bound; psycopg serialises statements, but not closing the connection.
             try:
-                self._closing.join(timeout)
+                self._admin_busy.wait(timeout)
             except KeyboardInterrupt:
                 return LEFT_TO_NEXT_RUN.format(why="interrupted at the run's end")
-        if self._closing.is_alive():  # its connections are left to the process's exit
+            if not self._admin_busy.is_set():
+                return LEFT_TO_NEXT_RUN.format(
+                    why=f"{SILENT.format(seconds=timeout)} at the run's end"
+                )
+        if self._closing is None:
+            self._closing = _started(self._close_on_server, "devdb-close")
+            try:
+                self._closing.wait(timeout)
+            except KeyboardInterrupt:
+                return LEFT_TO_NEXT_RUN.format(why="interrupted at the run's end")
+        if not self._closing.is_set():  # its connections are left to the process's exit
             why = SILENT.format(seconds=timeout)
             return LEFT_TO_NEXT_RUN.format(why=f"{why} at the run's end")
         for name in ("_admin", "_heartbeat"):  # absent when start() failed before them
@@ -211,6 +223,22 @@ class Provider:
             catalog.drop(self._admin, names.session(self.owner))
         with suppress(Exception):
             self.top_up = self._top_up_order()
+
+
+def _started(action: Callable[[], None], name: str) -> threading.Event:
+    """`action` in a daemon thread (left to the process's exit if it never ends); the event is
+    set once it has ended. Waited for on the event, not with Thread.join: a Ctrl-C in join()
+    makes Python (before 3.13) take the thread for ended while it still runs."""
+    ended = threading.Event()
+
+    def run() -> None:
+        try:
+            action()
+        finally:
+            ended.set()
+
+    threading.Thread(target=run, name=name, daemon=True).start()
+    return ended
 
 
 def sweep(admin) -> list[str]:

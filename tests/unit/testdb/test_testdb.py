@@ -442,37 +442,48 @@ def test_the_pools_top_up_starts_once_the_whole_run_is_over(monkeypatch):
     assert started == [_order()]  # once, however many workers asked
 
 
-def _ended_session(worker: str | None, exitstatus: int) -> SimpleNamespace:
+def _ended_session(worker: str | None, ctrl_c: bool) -> SimpleNamespace:
     """A session at pytest_sessionfinish whose provider asks for the pool's top-up."""
     config = _Config(worker)
     if worker is not None:
         config.workeroutput = {}
+    if ctrl_c:
+        config.stash[plugin._ctrl_c_key] = True
     provider = SimpleNamespace(close=lambda: None, top_up=_order())
     config.stash[plugin._provider_key] = provider
-    return SimpleNamespace(config=config, exitstatus=exitstatus)
+    return SimpleNamespace(config=config, exitstatus=pytest.ExitCode.INTERRUPTED)
 
 
 @pytest.mark.parametrize(
-    ("worker", "exitstatus", "handed_over", "started_now"),
+    ("worker", "ctrl_c", "handed_over", "started_now"),
     [
-        ("gw0", pytest.ExitCode.TESTS_FAILED, True, False),  # to the controller
-        ("gw0", pytest.ExitCode.INTERRUPTED, False, True),  # Ctrl-C: the controller won't hear
-        (None, pytest.ExitCode.INTERRUPTED, False, False),  # one process: at its unconfigure
+        ("gw0", False, True, False),  # to the controller (pytest.exit() in a test, say)
+        ("gw0", True, False, True),  # Ctrl-C: the controller won't hear
+        (None, True, False, False),  # one process: at its unconfigure
     ],
 )
 def test_a_run_hands_its_top_up_to_whoever_starts_it_once_the_run_is_over(
-    monkeypatch, worker, exitstatus, handed_over, started_now
+    monkeypatch, worker, ctrl_c, handed_over, started_now
 ):
     started: list[refill.Order] = []
     monkeypatch.setattr(refill, "start", started.append)
     monkeypatch.setenv(plugin.RUN_VARIABLE, "abcd1234")
-    session = _ended_session(worker, exitstatus)
+    session = _ended_session(worker, ctrl_c)
     plugin.pytest_sessionfinish(session)
     workeroutput = getattr(session.config, "workeroutput", {})
     assert (plugin.TOP_UP_PROPERTY in workeroutput) is handed_over
     assert started == ([_order()] if started_now else [])
     plugin.pytest_unconfigure(session.config)  # a worker's starts nothing; one process's, its own
     assert started == ([_order()] if worker is None or started_now else [])
+
+
+@pytest.mark.parametrize(
+    ("ended_by", "ctrl_c"), [(KeyboardInterrupt(), True), (pytest.exit.Exception("done"), False)]
+)
+def test_ctrl_c_is_told_apart_from_pytest_exit(ended_by, ctrl_c):
+    config = _Config("gw0")
+    plugin._CtrlC(config).pytest_keyboard_interrupt(SimpleNamespace(value=ended_by))
+    assert config.stash.get(plugin._ctrl_c_key, False) is ctrl_c
 
 
 class _SessionsLeaving:
@@ -722,6 +733,32 @@ def test_a_test_that_waits_for_a_server_that_stopped_answering_gets_a_line_in_ti
         answer.set()
 
 
+def _ctrl_c_in(seconds: float) -> None:
+    """A real SIGINT to the main thread (the tests' own) after `seconds`, as a terminal sends."""
+    main = threading.main_thread().ident
+    threading.Timer(seconds, signal.pthread_kill, (main, signal.SIGINT)).start()
+
+
+def test_ctrl_c_while_a_test_waits_for_the_server_lets_its_statement_end_first(monkeypatch):
+    """Ctrl-C in a test cloning on the spot: the run's end waits for that statement (on the same
+    connection) before its own drops, instead of interleaving with it or closing under it."""
+    answer = threading.Event()
+    provider, calls = _provider(monkeypatch, ahead=[], own=("devdb_t_abcd1234_gw0_5",))
+
+    def claim(conn, key, name):
+        answer.wait(10)
+        calls.append("claimed")
+        return True
+
+    monkeypatch.setattr(pool, "claim", claim)
+    _ctrl_c_in(0.2)
+    with pytest.raises(KeyboardInterrupt):
+        provider.checkout()
+    threading.Timer(0.2, answer.set).start()
+    assert provider.close() is None
+    assert calls.index("claimed") < calls.index(("drop", "devdb_t_abcd1234_gw0_5"))
+
+
 def test_a_failed_tests_database_is_kept_through_the_bounded_wait(monkeypatch):
     provider, calls = _provider(monkeypatch, ahead=[])
     monkeypatch.setattr(catalog, "end_sessions", lambda conn, name: calls.append(("end", name)))
@@ -765,7 +802,7 @@ def test_the_run_end_does_not_wait_for_a_server_that_stopped_answering(monkeypat
         assert time.monotonic() - started < 3
     finally:
         _SilentConnection.answer.set()
-        provider._closing.join(5)  # not left to run into the next test's monkeypatches
+        provider._closing.wait(5)  # not left to run into the next test's monkeypatches
     assert "did not answer for 0 s" in (notice or "")
     assert "dropped by the next run" in (notice or "")
     assert closed == []  # left to the process's exit: closing could block as well
@@ -1057,12 +1094,7 @@ def test_ctrl_c_while_the_run_end_waits_is_a_line_not_a_traceback(monkeypatch):
     provider, _ = _provider(monkeypatch, ahead=[])
     stuck = threading.Event()
     provider._close_on_server = stuck.wait
-
-    class Interrupted(threading.Thread):
-        def join(self, timeout=None):
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(threading, "Thread", Interrupted)
+    _ctrl_c_in(0.2)
     try:
         assert "interrupted at the run's end" in (provider.close() or "")
     finally:
