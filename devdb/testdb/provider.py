@@ -184,23 +184,16 @@ class Provider:
         if self._admin_busy is not None and self._closing is None:
             # Left running by a Ctrl-C: its statement ends first (the same connection), within
             # the end's bound; psycopg serialises statements, but not closing the connection.
-            try:
-                self._admin_busy.wait(timeout)
-            except KeyboardInterrupt:
-                return LEFT_TO_NEXT_RUN.format(why="interrupted at the run's end")
-            if not self._admin_busy.is_set():
-                return LEFT_TO_NEXT_RUN.format(
-                    why=f"{SILENT.format(seconds=timeout)} at the run's end"
-                )
+            line = _line_unless_ended(self._admin_busy, timeout)
+            if line is not None:
+                return line
+        waited = self._closing is not None  # a second call only reports
         if self._closing is None:
             self._closing = _started(self._close_on_server, "devdb-close")
-            try:
-                self._closing.wait(timeout)
-            except KeyboardInterrupt:
-                return LEFT_TO_NEXT_RUN.format(why="interrupted at the run's end")
-        if not self._closing.is_set():  # its connections are left to the process's exit
-            why = SILENT.format(seconds=timeout)
-            return LEFT_TO_NEXT_RUN.format(why=f"{why} at the run's end")
+        # Not ended in time: its connections are left to the process's exit.
+        line = _line_unless_ended(self._closing, timeout, wait=not waited)
+        if line is not None:
+            return line
         for name in ("_admin", "_heartbeat"):  # absent when start() failed before them
             with suppress(Exception):
                 getattr(self, name).close()
@@ -239,6 +232,17 @@ def _started(action: Callable[[], None], name: str) -> threading.Event:
 
     threading.Thread(target=run, name=name, daemon=True).start()
     return ended
+
+
+def _line_unless_ended(ended: threading.Event, timeout: float, wait: bool = True) -> str | None:
+    """None once `ended` is set, waiting at most `timeout` (or not at all); else the run's-end
+    line (Ctrl-C while waiting included)."""
+    try:
+        if ended.wait(timeout if wait else 0):
+            return None
+    except KeyboardInterrupt:
+        return LEFT_TO_NEXT_RUN.format(why="interrupted at the run's end")
+    return LEFT_TO_NEXT_RUN.format(why=f"{SILENT.format(seconds=timeout)} at the run's end")
 
 
 def sweep(admin) -> list[str]:
