@@ -38,6 +38,21 @@ def databases(conn: Connection, prefix: str) -> list[str]:
     return [row[0] for row in rows]
 
 
+def count_databases(conn: Connection, prefixes: Iterable[str]) -> int:
+    """How many databases have a name starting with any of `prefixes`: one round trip."""
+    query = "SELECT count(*) FROM pg_database WHERE datname::text ^@ ANY(%s::text[])"
+    return int(conn.execute(query, (list(prefixes),)).fetchone()[0])
+
+
+def size_bytes(conn: Connection, name: str) -> int | None:
+    """The size of database `name` on disk (its files, one stat each: ~1 ms for a clone); None
+    when there is none of that name (a test may drop or rename its own)."""
+    row = conn.execute(
+        "SELECT pg_database_size(oid) FROM pg_database WHERE datname = %s", (name,)
+    ).fetchone()
+    return None if row is None else int(row[0])
+
+
 def exists(conn: Connection, name: str) -> bool:
     return bool(conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone())
 
@@ -82,19 +97,21 @@ def drop(conn: Connection, name: str) -> None:
     conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
-def drop_once_left(conn: Connection, name: str, grace: float) -> None:
-    """Drop a database its users have just left: first wait (at most `grace` s) for their
-    server processes to be gone, then drop (ending any still there).
+def left(conn: Connection, name: str, grace: float) -> bool:
+    """Whether the sessions of database `name` are gone, waiting at most `grace` s for them.
 
-    A client's close returns before the server process behind it has exited, and DROP ... FORCE
-    that still finds one in the server's process list checks again only 100 ms later
-    (PostgreSQL's CountOtherDBBackends): measured, 1 drop in 5 of a database that was used and
-    closed just before waited those 100 ms, 0 in 120 after this wait (pg_stat_activity empties
-    in the process's last microseconds, just before it leaves the process list)."""
+    Asked before a drop: a client's close returns before the server process behind it has
+    exited, and DROP ... FORCE that still finds one in the server's process list checks again
+    only 100 ms later (PostgreSQL's CountOtherDBBackends): measured, 1 drop in 5 of a database
+    that was used and closed just before waited those 100 ms, 0 in 120 after this wait
+    (pg_stat_activity empties in the process's last microseconds, just before it leaves the
+    process list). A rename waits the same way."""
     deadline = time.monotonic() + grace
-    while in_use(conn, name) and time.monotonic() < deadline:
+    while in_use(conn, name):
+        if time.monotonic() >= deadline:
+            return False
         time.sleep(EXIT_POLL_SECONDS)
-    drop(conn, name)
+    return True
 
 
 def in_use(conn: Connection, name: str) -> bool:

@@ -7,6 +7,21 @@ databases by a rename instead of a CREATE: a run only keeps a small reserve fill
 tests eat the pool (a refill competes with the tests for the same cores), and the top-up to the
 steady size is left to a detached process started when the run ends (refill.py).
 
+The same goes for drops: a DROP DATABASE costs the server more than any other step of a test
+(measured: 7-9 ms of its CPU, most of it the kernel freeing the clone's files), and in a run on
+2 cores that is time taken from the tests. So a test's database, once its sessions are gone, is
+renamed to wait for the after-run process (`devdb_w_...`, about 1 ms with the size check) while
+the server's room is known to hold it:
+- the ready clones, the databases waiting (of every run: two terminals share this) and this
+  run's others together stay within the pool's steady size, and the server held the whole
+  pool when the run's process started: the server holds no more databases than it held between
+  runs (each of them was a pool clone before), but for the ones other runs have in use;
+- the database grew by at most an eighth of the template's size (what its test wrote stays with
+  it until the run's end);
+- no CREATE found the server full in this process: then every waiting database on the server
+  (of any run: they are garbage) is dropped, and nothing waits any more.
+Otherwise it is dropped at once, as is one whose sessions stay (a leaked connection).
+
 Refilling is shared: up to REFILL_SLOTS processes at once (an advisory lock per slot) create
 clones side by side, because PostgreSQL lets concurrent CREATE DATABASE ... FILE_COPY share
 their checkpoints: two at once make three times as many clones a second as one (measured: 39/s
@@ -41,6 +56,24 @@ LEFT_GRACE_SECONDS = 0.02
 # Clones given back when a refill finds the test server full (its tmpfs: a Docker Desktop VM
 # has a few GB): room for the tests' own writes and for a clone made on the spot.
 FULL_HEADROOM = 2
+
+
+# How much a test's database may have grown (of the template's size) and still wait.
+WAIT_GROWTH_SHARE = 1 / 8
+
+
+def held_for_run(conn: Connection, key: str, run_id: str) -> int:
+    """The ready clones, every run's waiting databases, and the others this run took."""
+    prefixes = (names.pool_prefix(key), names.WAITING, *names.of_run(run_id))
+    return catalog.count_databases(conn, prefixes)
+
+
+def drop_waiting(conn: Connection) -> int:
+    """Drop every database waiting for an after-run drop, of any run (the server is full);
+    how many there were."""
+    waiting = catalog.databases(conn, names.WAITING)
+    catalog.drop_all(conn, waiting)
+    return len(waiting)
 
 
 def claim(conn: Connection, key: str, new_name: str) -> bool:
@@ -138,7 +171,8 @@ def _take_slot(conn: Connection, key: str) -> int | None:
 
 class Janitor:
     """This process's helper in a daemon thread: claims the next test's database ahead of time,
-    drops what it is given, and keeps the run's reserve of clones."""
+    drops what it is given (or leaves it to the after-run process), and keeps the run's reserve
+    of clones."""
 
     def __init__(
         self,
@@ -148,9 +182,12 @@ class Janitor:
         size: int,
         file_copy: bool,
         next_name: Callable[[], str],
+        run_id: str,
+        leave_drops: bool,
     ) -> None:
         self._connect = connect
         self._key = key
+        self._run_id = run_id
         self._template = template
         self._size = size
         self._reserve = min(size, RUN_RESERVE)
@@ -165,6 +202,11 @@ class Janitor:
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._full = False  # the server had no room for a clone: the reserve waits for a drop
+        # Whether a drop may wait for the run's end (see the module's notes): only where the
+        # server held the whole pool for this run, and not once it was found full (by this
+        # thread, or by the tests' thread: stop_waiting).
+        self._may_wait = leave_drops
+        self._largest_to_wait = 0  # bytes: set from the template's size when the thread starts
         self._thread = threading.Thread(target=self._run, name="devdb-janitor", daemon=True)
         self.error: BaseException | None = None
 
@@ -186,6 +228,10 @@ class Janitor:
         except queue.Empty:
             return None
 
+    def stop_waiting(self) -> None:
+        """The server is full: from now on every drop is done at once."""
+        self._may_wait = False
+
     def drop_later(self, name: str) -> None:
         self._drops.put(name)
         self._wake.set()
@@ -206,6 +252,9 @@ class Janitor:
                 # A bound on every statement: a server that stops answering (or a lock another
                 # process never lets go) must not hang the run's end, which waits for this thread.
                 conn.execute(f"SET statement_timeout = {STATEMENT_TIMEOUT_MS}")
+                if self._may_wait:
+                    template_size = catalog.size_bytes(conn, self._template) or 0
+                    self._largest_to_wait = int(template_size * (1 + WAIT_GROWTH_SHARE))
                 while True:
                     self._claim_ahead(conn)  # first: the next test may be starting now
                     self._drain(conn)
@@ -226,7 +275,10 @@ class Janitor:
         except catalog.TestServerFull:
             # Not this run's end: the reserve is a head start, and a test that finds the pool
             # empty clones its own (the one place a full server stops the run, with its line).
+            # What waits for an after-run drop gives its room back now, and nothing more waits.
             self._full = True
+            self.stop_waiting()
+            drop_waiting(conn)
 
     def _claim_ahead(self, conn: Connection) -> None:
         if not self._claiming or self._reserve == 0 or not self._ahead.empty():
@@ -247,5 +299,17 @@ class Janitor:
                 name = self._drops.get_nowait()
             except queue.Empty:
                 return
-            catalog.drop_once_left(conn, name, LEFT_GRACE_SECONDS)
-            self._full = False  # room again
+            if not (catalog.left(conn, name, LEFT_GRACE_SECONDS) and self._wait(conn, name)):
+                catalog.drop(conn, name)  # ending the sessions a test left open, if any
+                self._full = False  # room again
+
+    def _wait(self, conn: Connection, name: str) -> bool:
+        """Leave `name` to the after-run drop, if it may wait (see the module's notes). (Should
+        the tests' thread find the server full meanwhile, this one still waits: it drops what
+        waits before this rename.)"""
+        if not self._may_wait or held_for_run(conn, self._key, self._run_id) > self._size:
+            return False
+        size = catalog.size_bytes(conn, name)
+        if size is None or size > self._largest_to_wait:  # None: its test dropped it
+            return False
+        return catalog.rename(conn, name, names.waiting(name))  # False: someone connected

@@ -3,10 +3,11 @@
 Start: find or start the test server (Compose), open the heartbeat connection that marks this
 process alive, drop the leftovers of killed runs, find or build the template, start the janitor.
 Then `checkout` hands out a clone (the one the janitor claimed from the warm pool ahead of
-time, else one claimed or cloned now) and `release` drops it in the background. `close` drops
-everything this process made; the pool and the template stay for the next run, and `top_up`
-says how to bring the pool back to its size: the plugin has a detached process do it once the
-whole run is over (refill.py).
+time, else one claimed or cloned now) and `release` gives it to the janitor, which drops it or
+leaves it to the after-run drop (pool.py). `close` drops everything else this process made; the
+pool and the template stay for the next run, and `top_up` says what is left to do once the
+whole run is over (the databases left to it, the pool back to its size): the plugin has a
+detached process do it (refill.py).
 """
 
 from __future__ import annotations
@@ -60,7 +61,8 @@ class Provider:
         self._admin_busy: threading.Event | None = None  # set once it is answered, if so
         self.template = ""
         self.key = ""
-        self.top_up: refill.Order | None = None  # set by close() when the pool is not at its size
+        # Set by close() when databases wait for the after-run drop, or the pool is short.
+        self.top_up: refill.Order | None = None
 
     def start(self) -> None:
         from devdb.compose.settings import load_settings
@@ -79,9 +81,13 @@ class Provider:
         build = template.Build(self.server, cfg, self.key, self.owner, self.run_id)
         self.template = template.ensure(self._admin, self._heartbeat, build)
         template.drop_stale(self._admin, self.key)
+        # Drops may wait for the run's end only where someone does them then, and where the
+        # server held the whole pool for this run: it has room for that many databases.
+        held = pool.held_for_run(self._admin, self.key, self.run_id)
         self._janitor = pool.Janitor(
             self._janitor_connection, self.key, self.template, cfg.pool, self._file_copy,
-            next_name=self._next_name,
+            next_name=self._next_name, run_id=self.run_id,
+            leave_drops=refill.DETACHES and held >= cfg.pool,
         )  # fmt: skip
         self._janitor.start()
 
@@ -107,8 +113,16 @@ class Provider:
             return names.clone(self.owner, next(self._numbers))
 
     def _clone(self, name: str) -> None:
-        """`name` made a clone of the template: a ready one renamed, else a CREATE now."""
-        if self.config.pool == 0 or not pool.claim(self._admin, self.key, name):
+        """`name` made a clone of the template: a ready one renamed, else a CREATE now (once
+        more when databases waiting for the run's end give their room back)."""
+        if self.config.pool > 0 and pool.claim(self._admin, self.key, name):
+            return
+        try:
+            catalog.create(self._admin, name, self.template, self._file_copy)
+        except catalog.TestServerFull:
+            self._janitor.stop_waiting()
+            if not pool.drop_waiting(self._admin):
+                raise
             catalog.create(self._admin, name, self.template, self._file_copy)
 
     def release(self, database: TestDatabase) -> None:
@@ -158,11 +172,13 @@ class Provider:
             "--profile test ps); the run stops"
         )
 
-    def _top_up_order(self) -> refill.Order | None:
+    def _top_up_order(self, left_to_it: bool) -> refill.Order | None:
         size = self.config.pool
-        if pool.ready_count(self._admin, self.key) == size:
+        if not left_to_it and pool.ready_count(self._admin, self.key) == size:
             return None
-        return refill.Order(self.server, self.key, self.template, size, self._file_copy)
+        return refill.Order(
+            self.server, self.key, self.template, size, self._file_copy, self.run_id
+        )
 
     def session_database(self) -> TestDatabase:
         """devdb_session's database: one clone per process, its tests roll back."""
@@ -173,8 +189,9 @@ class Provider:
         return self._session_db
 
     def close(self, timeout: float = pool.STOP_SECONDS) -> str | None:
-        """Drop every database of this process (open sessions ended); the pool stays, and
-        `top_up` is set if it is not at its steady size (see refill.py). All of it within
+        """Drop every database of this process (open sessions ended) but those waiting for the
+        after-run drop; the pool stays, and `top_up` is set if there are such, or if the pool
+        is not at its steady size (see refill.py). All of it within
         `timeout`: a server that stops answering (a paused container) would otherwise hold the
         run's end for ever, since no statement timeout works on a server that does not run.
         Then a line for the user instead (Ctrl-C while waiting too), and the next run's sweep
@@ -215,7 +232,8 @@ class Provider:
                 catalog.drop(self._admin, name)
             catalog.drop(self._admin, names.session(self.owner))
         with suppress(Exception):
-            self.top_up = self._top_up_order()
+            waiting = catalog.databases(self._admin, names.waiting_prefix(self.owner))
+            self.top_up = self._top_up_order(left_to_it=bool(waiting))
 
 
 def _started(action: Callable[[], None], name: str) -> threading.Event:
@@ -255,7 +273,7 @@ def sweep(admin) -> list[str]:
     dropped = []
     for name in listed:
         owner = names.owner_of(name)
-        if owner is not None and names.heartbeat_name(owner) not in alive:
+        if owner is not None and not names.alive(owner, alive):
             catalog.drop(admin, name)
             dropped.append(name)
     return dropped

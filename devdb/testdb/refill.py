@@ -1,15 +1,18 @@
-"""The pool's top-up after a run, in a detached process: no run waits for the next run's clones.
+"""What is left once a run is over, in a detached process: the drops of the databases the run
+left to it (pool.py), then the pool's top-up. No run waits for either.
 
 `start` is called once a run is over (plugin.py: by the xdist controller when every worker is
 done, by the one pytest process, or by each worker of a run interrupted with Ctrl-C, whose
 controller hears from no worker); it launches `python -m devdb.testdb.refill` detached from
 pytest (its own session, no terminal, output discarded) and returns at once. That process
+takes over the run's databases (it holds the run's heartbeat, so no other run's sweep drops
+them under it), waits for the run's processes to be gone and drops what they left to it, then
 clones the template until the pool holds its steady size (or drops what a smaller `pool` leaves
-over), then exits. It is best effort and never a danger: it holds the template's USE lock
+over), and exits. It is best effort and never a danger: it holds the template's USE lock
 (shared) so that no run drops the template under it, every statement has a timeout, the whole
-top-up a deadline. If it fails or is killed (or never started: a controller killed), the pool
-stays short until a later run ends: that run's janitor keeps a reserve of a few clones ready,
-and its tests clone the rest on the spot.
+of it a deadline. If it fails or is killed (or never started: a controller killed), the next
+run's sweep drops the run's databases, and the pool stays short until a later run ends: that
+run's janitor keeps a reserve of a few clones ready, and its tests clone the rest on the spot.
 What it needs comes in one environment variable: the password is never in its arguments (which
 `ps` shows every user), only in its environment (which only you and root can read). Its
 arguments only say, for `ps`, which test server and pool it fills.
@@ -24,24 +27,32 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from devdb.testdb.server import Server
 
 ORDER_VARIABLE = "DEVDB_TESTDB_REFILL"
+DETACHES = os.name == "posix"  # elsewhere no after-run process runs (see start)
 DEADLINE_SECONDS = 600.0
+# How long the drops wait for the run's processes to be gone (their heartbeats closed): they
+# close them before the run's end starts this process, so this is only for a slow exit.
+RUN_GONE_SECONDS = 10.0
+RUN_GONE_POLL_SECONDS = 0.05
 
 
 @dataclass(frozen=True)
 class Order:
-    """What the top-up needs: the server, the pool and its template."""
+    """What is left to do: the server, the pool and its template, the run whose databases."""
 
     server: Server
     key: str
     template: str
     size: int
     file_copy: bool
+    run_id: str
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -55,8 +66,8 @@ class Order:
 def start(order: Order) -> None:
     """Launch the top-up in the background and return at once (POSIX: through `sh -c ... &`,
     so that the top-up is nobody's child and pytest neither waits for it nor leaves a zombie)."""
-    if os.name != "posix":
-        return  # the janitor's reserve still serves the next run
+    if not DETACHES:
+        return  # the janitor's reserve still serves the next run, whose start drops the rest
     package_root = str(Path(__file__).resolve().parents[2])  # importable however pytest found us
     # Not pytest's: no PYTEST_* (xdist's worker id), no COV_CORE_* or COVERAGE_* (pytest-cov or
     # coverage's subprocess patch would measure this process and write a data file into the
@@ -85,33 +96,66 @@ def start(order: Order) -> None:
 
 
 def run(order: Order) -> None:
-    """Bring the pool to `order.size`, from one connection per refill slot side by side: two
-    make three times as many clones a second as one (pool.py), and this is the run's one
-    top-up (plugin.py starts it once the run is over)."""
+    """Drop the run's databases left to it, then bring the pool to `order.size`; each from one
+    connection per refill slot side by side: two make three times as many clones a second as
+    one (pool.py), and concurrent drops share their checkpoints the same way. This is the run's
+    one top-up (plugin.py starts it once the run is over)."""
     from devdb.testdb import pool
 
     deadline = time.monotonic() + DEADLINE_SECONDS
     failures: list[Exception] = []
+    with _taken_over(order, deadline) as left:
 
-    def one_slot() -> None:
-        try:
-            _settle(order, deadline)
-        except Exception as err:  # raised by run() once both are done
-            failures.append(err)
+        def one_slot(slot: int) -> None:
+            try:
+                _settle(order, deadline, drops=left[slot :: pool.REFILL_SLOTS])
+            except Exception as err:  # raised by run() once both are done
+                failures.append(err)
 
-    workers = [threading.Thread(target=one_slot) for _ in range(pool.REFILL_SLOTS)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join()
+        workers = [
+            threading.Thread(target=one_slot, args=(slot,)) for slot in range(pool.REFILL_SLOTS)
+        ]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
     if failures:
         raise failures[0]
 
 
-def _settle(order: Order, deadline: float) -> int:
+@contextmanager
+def _taken_over(order: Order, deadline: float) -> Iterator[list[str]]:
+    """The run's databases left to this process, which holds them as the run's own (under its
+    heartbeat: no other run's sweep drops them meanwhile) until the block ends."""
+    from devdb.testdb import names, pool
+
+    heartbeat = names.heartbeat_name(order.run_id)
+    with order.server.connect(application_name=heartbeat) as conn:
+        conn.execute(f"SET statement_timeout = {pool.STATEMENT_TIMEOUT_MS}")
+        yield _left_by_the_run(conn, order.run_id, deadline)
+
+
+def _left_by_the_run(conn, run_id: str, deadline: float) -> list[str]:
+    """The run's databases waiting for this process, once the run's processes are gone (or
+    after RUN_GONE_SECONDS: what one still there leaves later, the next run's sweep drops)."""
+    from devdb.testdb import catalog, names
+
+    processes = names.heartbeats_of_run(run_id)
+    gone_by = min(deadline, time.monotonic() + RUN_GONE_SECONDS)
+    while catalog.live_connections(conn, processes) and time.monotonic() < gone_by:
+        time.sleep(RUN_GONE_POLL_SECONDS)
+    return catalog.databases(conn, names.waiting_prefix(run_id))
+
+
+def _settle(order: Order, deadline: float, drops: list[str]) -> int:
     from devdb.testdb import catalog, names, pool
     from devdb.testdb.key import lock_id
 
+    # The drops first (they free the room the clones are made in), as the run's: a schema
+    # change that ends this key's top-ups (template.drop_stale) does not end them.
+    with order.server.connect(application_name=names.heartbeat_name(order.run_id)) as conn:
+        conn.execute(f"SET statement_timeout = {pool.STATEMENT_TIMEOUT_MS}")
+        catalog.drop_all(conn, drops)
     with order.server.connect(application_name=names.refiller(order.key)) as conn:
         conn.execute(f"SET statement_timeout = {pool.STATEMENT_TIMEOUT_MS}")
         catalog.lock_shared(conn, catalog.LOCK_USE, lock_id(order.key))

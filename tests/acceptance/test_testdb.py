@@ -131,8 +131,16 @@ def plugin_databases(stack: Stack) -> list[str]:
 
 
 def own(names: list[str]) -> list[str]:
-    """Databases that belong to one run (tests', per-worker, builds): none may outlive it."""
-    return [n for n in names if n.startswith(("devdb_t_", "devdb_s_", "devdb_b_"))]
+    """Databases that belong to one run (tests', waiting for its end, per-worker, builds):
+    none may outlive it and its after-run process."""
+    return [n for n in names if n.startswith(("devdb_t_", "devdb_w_", "devdb_s_", "devdb_b_"))]
+
+
+def left_by_runs(stack: Stack) -> list[str]:
+    """The runs' own databases still there once their after-run processes are done (a run
+    leaves its tests' databases to it, within the pool's size): none may be."""
+    pool_when_settled(stack)
+    return own(plugin_databases(stack))
 
 
 def top_ups_running(stack: Stack) -> bool:
@@ -191,10 +199,13 @@ def test_test_server_is_throwaway_and_on_loopback(testdb_stack: Stack):
     assert not [m for m in inspected["Mounts"] if m["Type"] == "volume"]
     with on_test_server(testdb_stack) as conn:
         settings = dict(conn.execute(
-            "SELECT name, setting FROM pg_settings WHERE name IN "
-            "('fsync', 'synchronous_commit', 'full_page_writes')"
+            "SELECT name, setting || coalesce(unit, '') FROM pg_settings WHERE name IN "
+            "('fsync', 'synchronous_commit', 'full_page_writes', 'max_wal_size')"
         ).fetchall())  # fmt: skip
-    assert settings == {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
+    assert settings == {
+        "fsync": "off", "synchronous_commit": "off", "full_page_writes": "off",
+        "max_wal_size": "64MB",  # the WAL is in memory too: checkpoints every 64 MB of it
+    }  # fmt: skip
 
 
 # Logins on the test server ----------------------------------------------------------------------
@@ -288,9 +299,10 @@ def test_example_suite_passes_under_xdist(testdb_stack: Stack, tmp_path: Path, m
     done = run_example(testdb_stack, folder, "-o", f"asyncio_mode={mode}")
     assert done.returncode == 0, outcome(done)
     assert "26 passed" in done.stdout
-    assert own(plugin_databases(testdb_stack)) == []
     # What stays for the next run: the template and a full warm pool (pool = 4), nothing else;
-    # the pool is topped up to its size after the run, in the background.
+    # the run's databases are dropped and the pool topped up to its size after the run, in the
+    # background.
+    assert left_by_runs(testdb_stack) == []
     assert pool_when_settled(testdb_stack) == 4
     left = plugin_databases(testdb_stack)
     templates = [n for n in left if n.startswith("devdb_tpl_")]
@@ -389,7 +401,56 @@ def test_the_pools_top_up_waits_for_the_whole_run(testdb_stack: Stack, tmp_path:
     )  # fmt: skip
     assert done.returncode == 0, outcome(done)
     assert pool_when_settled(testdb_stack) == 8
-    assert own(plugin_databases(testdb_stack)) == []
+    assert left_by_runs(testdb_stack) == []
+
+
+COUNTS_ITS_RUN = """\
+import psycopg, pytest
+
+
+def test_drops_its_own_database(devdb_database):
+    with psycopg.connect(devdb_database.dsn, dbname="postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE "{devdb_database.name}"')
+
+
+@pytest.mark.parametrize("i", range(14))
+def test_counts(devdb_database, i):
+    run = devdb_database.name.split("_")[2]
+    with psycopg.connect(devdb_database.dsn, dbname="postgres", autocommit=True) as conn:
+        seen = conn.execute(
+            "SELECT count(*) FILTER (WHERE starts_with(datname, %s)), "
+            "count(*) FILTER (WHERE starts_with(datname, %s)), "
+            "count(*) FILTER (WHERE starts_with(datname, 'devdb_pool_')) FROM pg_database",
+            (f"devdb_t_{run}_", f"devdb_w_{run}_"),
+        ).fetchone()
+    with open("counts", "a") as out:
+        out.write(" ".join(map(str, seen)) + "\\n")
+"""
+
+
+def test_a_runs_databases_are_dropped_after_it_within_the_pools_size(
+    testdb_stack: Stack, tmp_path: Path
+):
+    """A drop costs the server more than any other step of a test: the run leaves its tests'
+    databases to the after-run process, but only while they and the ready clones stay within
+    the pool's size (6 here; 14 tests): the server never holds much more than between runs. A
+    test that drops its own database first is no trouble to the janitor."""
+    folder = example_with_a_full_pool(testdb_stack, tmp_path, 6)
+    (folder / "tests" / "test_counts.py").write_text(COUNTS_ITS_RUN)
+    done = run(
+        pytest_argv("-n", "0", "tests/test_counts.py"),
+        env=example_env(testdb_stack), cwd=folder, timeout=RUN_TIMEOUT_SECONDS,
+    )  # fmt: skip
+    assert done.returncode == 0, outcome(done)
+    assert "15 passed" in done.stdout, outcome(done)
+    seen = [tuple(map(int, line.split())) for line in (folder / "counts").read_text().splitlines()]
+    assert len(seen) == 14
+    assert max(waiting for _, waiting, _ in seen) >= 3, seen  # earlier tests' databases wait
+    # In use (its test's, and the next claimed ahead), waiting, ready: about what the server
+    # held between runs; all 14 waiting would be 14 and more.
+    assert max(sum(counts) for counts in seen) <= 6 + pool.RUN_RESERVE + 2, seen
+    assert left_by_runs(testdb_stack) == []
+    assert pool_when_settled(testdb_stack) == 6
 
 
 # The test server's data in a small tmpfs, as on a Docker Desktop VM of a few GB.
@@ -509,7 +570,8 @@ def test_drop_stale_leaves_nothing_of_an_old_key_whose_top_up_is_running(testdb_
             catalog.create(admin, names.template(key))
             catalog.seal(admin, names.template(key))
         for _ in range(2):  # two workers' ends: two top-ups side by side
-            refill.start(refill.Order(server, old, names.template(old), 300, file_copy=True))
+            order = refill.Order(server, old, names.template(old), 300, True, names.new_run_id())
+            refill.start(order)
         wait_until(
             lambda: pool.ready_count(admin, old), lambda made: made >= 5,
             what="the old key's top-up making clones",
@@ -680,7 +742,7 @@ def test_next_run_drops_what_a_killed_run_left(testdb_stack: Stack, tmp_path: Pa
     (folder / "tests" / "test_hangs.py").unlink()
     done = run_example(testdb_stack, folder, "-k", "urls")
     assert done.returncode == 0, outcome(done)
-    assert own(plugin_databases(testdb_stack)) == []
+    assert left_by_runs(testdb_stack) == []
 
 
 PAUSED_TESTS = """\
@@ -768,7 +830,7 @@ def test_a_test_server_that_stops_answering_ends_the_run_in_time_with_a_line(
         assert output.count("did not answer for 150 s at the run's end") == 1, output
     done = run_example(testdb_stack, folder, "-k", "urls")
     assert done.returncode == 0, outcome(done)
-    assert own(plugin_databases(testdb_stack)) == []
+    assert left_by_runs(testdb_stack) == []
 
 
 def test_ctrl_c_of_an_xdist_run_still_tops_the_pool_up(testdb_stack: Stack, tmp_path: Path):
@@ -786,7 +848,7 @@ def test_ctrl_c_of_an_xdist_run_still_tops_the_pool_up(testdb_stack: Stack, tmp_
             process.wait()
     assert process.returncode == 2, output  # pytest's code for an interrupted run
     assert pool_when_settled(testdb_stack) == 8, output
-    assert own(plugin_databases(testdb_stack)) == []
+    assert left_by_runs(testdb_stack) == []
 
 
 # The killed run's migrate marks its start (its process group and database), then sleeps; the
@@ -859,6 +921,7 @@ def test_next_run_builds_the_template_a_run_killed_in_migrate_left_half_built(
         assert done.returncode == 0, outcome(done)
         assert took < 120, f"the next run took {took:.0f} s (a wait for the killed build?)"
         assert log.read_text().splitlines() == ["done"]  # migrate ran again, to its end
+        pool_when_settled(testdb_stack)  # the run's databases are dropped after it
         left = plugin_databases(testdb_stack)
         assert [n for n in left if n.startswith("devdb_b_")] == []
         assert [n for n in left if killed_run in n] == []

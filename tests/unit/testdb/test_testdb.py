@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -348,7 +349,7 @@ def test_database_urls_escape_and_shown_has_no_password():
 
 def _order() -> refill.Order:
     server = Server("127.0.0.1", 5555, "u", "s3cret", "db")
-    return refill.Order(server, "k" * 16, "devdb_tpl_x", 8, True)
+    return refill.Order(server, "k" * 16, "devdb_tpl_x", 8, True, "abcd1234")
 
 
 def test_refill_launch_is_detached_and_keeps_the_password_out_of_argv(monkeypatch, tmp_path):
@@ -377,32 +378,57 @@ def test_refill_launch_is_detached_and_keeps_the_password_out_of_argv(monkeypatc
 
 
 def test_refill_without_a_reachable_server_exits_1_quietly(monkeypatch, capsys):
-    order = refill.Order(Server("127.0.0.1", 1, "u", "p", "db"), "k" * 16, "devdb_tpl_x", 2, True)
+    server = Server("127.0.0.1", 1, "u", "p", "db")
+    order = refill.Order(server, "k" * 16, "devdb_tpl_x", 2, True, "abcd1234")
     monkeypatch.setenv(refill.ORDER_VARIABLE, order.to_json())
     assert refill.main() == 1
     assert capsys.readouterr() == ("", "")
 
 
+def _left_to_the_top_up(monkeypatch: pytest.MonkeyPatch, left: list[str]) -> list[str]:
+    """refill.run without a server: `left` are the run's databases it takes over; the list
+    returned says when it let go of them."""
+    events: list[str] = []
+
+    @contextlib.contextmanager
+    def taken_over(order, deadline):
+        events.append("taken over")
+        yield left
+        events.append("let go")
+
+    monkeypatch.setattr(refill, "_taken_over", taken_over)
+    return events
+
+
 def test_refill_fills_from_every_slot_side_by_side(monkeypatch):
     """One top-up a run (the plugin starts it once the run is over): it takes both refill slots
-    at once, as two processes did when each xdist worker started its own."""
+    at once, as two processes did when each xdist worker started its own; the run's databases
+    left to it are shared out between them, and held as the run's until both are done."""
     both_in = threading.Barrier(pool.REFILL_SLOTS, timeout=5)  # broken unless side by side
-    settled: list[refill.Order] = []
+    settled: list[tuple[refill.Order, list[str]]] = []
+    left = [f"devdb_t_abcd1234_gw0_{n:x}" for n in range(1, 6)]
+    events = _left_to_the_top_up(monkeypatch, left)
 
-    def settle(order, deadline):
+    def settle(order, deadline, drops):
         both_in.wait()
-        settled.append(order)
+        assert events == ["taken over"]
+        settled.append((order, drops))
 
     monkeypatch.setattr(refill, "_settle", settle)
     refill.run(_order())
-    assert settled == [_order()] * pool.REFILL_SLOTS
+    assert [order for order, _ in settled] == [_order()] * pool.REFILL_SLOTS
+    assert sorted(name for _, drops in settled for name in drops) == left
+    assert all(len(drops) >= 2 for _, drops in settled)
+    assert events == ["taken over", "let go"]
 
 
 def test_refill_fails_when_a_slot_fails_once_both_are_done(monkeypatch):
     calls = itertools.count()
     ended: list[str] = []
 
-    def settle(order, deadline):
+    _left_to_the_top_up(monkeypatch, [])
+
+    def settle(order, deadline, drops):
         if next(calls) == 0:
             raise psycopg.OperationalError("terminated by a schema change")
         time.sleep(0.05)
@@ -501,22 +527,21 @@ class _SessionsLeaving:
         return SimpleNamespace(fetchone=lambda: (1,) if in_use else None)
 
 
-def test_a_database_just_left_is_dropped_once_its_sessions_are_gone(monkeypatch):
+def test_a_database_just_left_is_known_left_once_its_sessions_are_gone(monkeypatch):
     """DROP ... FORCE that still finds a session exiting sleeps 100 ms (PostgreSQL checks every
-    100 ms): the drop waits for them first."""
+    100 ms): the janitor waits for them first."""
     conn = _SessionsLeaving(looks=2)
-    catalog.drop_once_left(conn, "devdb_t_x_1", grace=5)
-    assert conn.sent == ["SELECT", "SELECT", "SELECT", "DROP"]
+    assert catalog.left(conn, "devdb_t_x_1", grace=5) is True
+    assert conn.sent == ["SELECT", "SELECT", "SELECT"]
 
 
-def test_a_database_whose_session_stays_is_dropped_after_the_grace(monkeypatch):
-    """A test that leaked a connection: the wait is bounded, and DROP ... FORCE ends it."""
+def test_a_database_whose_session_stays_is_not_left_after_the_grace(monkeypatch):
+    """A test that leaked a connection: the wait is bounded (then DROP ... FORCE ends it)."""
     clock = itertools.count(0, 0.02)
     monkeypatch.setattr(catalog.time, "monotonic", lambda: next(clock))
     monkeypatch.setattr(catalog.time, "sleep", lambda seconds: None)
     conn = _SessionsLeaving(looks=10_000)
-    catalog.drop_once_left(conn, "devdb_t_x_1", grace=0.1)
-    assert conn.sent[-1] == "DROP"
+    assert catalog.left(conn, "devdb_t_x_1", grace=0.1) is False
     assert len(conn.sent) <= 7
 
 
@@ -528,6 +553,9 @@ class _FakeServer:
 
     def __init__(self, ready: int) -> None:
         self.databases = {f"devdb_pool_{_KEY}_{i:08x}" for i in range(ready)}
+        self.in_use: set[str] = set()  # databases whose sessions stay
+        self.sizes: dict[str, int] = {}  # bytes, where not the template's 8 MB
+        self.log: list[tuple[str, ...]] = []  # renames and drops, in order
         self.lock = threading.Lock()
 
     def install(self, monkeypatch: pytest.MonkeyPatch, top_up: bool = False) -> None:
@@ -541,16 +569,31 @@ class _FakeServer:
                     return False
                 self.databases.remove(old)
                 self.databases.add(new)
+                self.log.append(("rename", old, new))
                 return True
 
         def drop(_conn, name):
             with self.lock:
                 self.databases.discard(name)
+                self.log.append(("drop", name))
 
         monkeypatch.setattr(pool.catalog, "databases", databases)
         monkeypatch.setattr(pool.catalog, "rename", rename)
         monkeypatch.setattr(pool.catalog, "drop", drop)
-        monkeypatch.setattr(pool.catalog, "in_use", lambda _conn, name: False)
+
+        def count_databases(_conn, prefixes):
+            with self.lock:
+                return len([n for n in self.databases if n.startswith(tuple(prefixes))])
+
+        monkeypatch.setattr(pool.catalog, "count_databases", count_databases)
+        monkeypatch.setattr(pool.catalog, "in_use", lambda _conn, name: name in self.in_use)
+
+        def size_bytes(_conn, name):
+            with self.lock:
+                there = name in self.databases or name == "devdb_tpl_x"
+            return self.sizes.get(name, 8 << 20) if there else None
+
+        monkeypatch.setattr(pool.catalog, "size_bytes", size_bytes)
         if not top_up:  # the janitor's tests: no refills
             monkeypatch.setattr(pool, "top_up", lambda *args, **kwargs: 0)
 
@@ -568,10 +611,11 @@ class _FakeConnection:
         assert query.startswith("SET statement_timeout = ")
 
 
-def _janitor(size: int, numbers: itertools.count) -> pool.Janitor:
+def _janitor(size: int, numbers: itertools.count, leave_drops: bool = True) -> pool.Janitor:
     return pool.Janitor(
         _FakeConnection, _KEY, "devdb_tpl_x", size, True,
-        next_name=lambda: names.clone("abcd1234_gw0", next(numbers)),
+        next_name=lambda: names.clone("abcd1234_gw0", next(numbers)), run_id="abcd1234",
+        leave_drops=leave_drops,
     )  # fmt: skip
 
 
@@ -582,11 +626,16 @@ def _wait_for(condition, seconds: float = 5.0) -> None:
         time.sleep(0.01)
 
 
+_markers = itertools.count()
+
+
 def _one_round(janitor: pool.Janitor, server: _FakeServer) -> None:
-    """Wait until the janitor has been round its loop once more (it drops a marker first)."""
-    server.databases.add("devdb_t_marker")
-    janitor.drop_later("devdb_t_marker")
-    _wait_for(lambda: "devdb_t_marker" not in server.databases)
+    """Wait until the janitor has been round its loop once more (it is given a marker first)."""
+    marker = f"devdb_t_marker_{next(_markers)}"
+    server.databases.add(marker)
+    janitor.drop_later(marker)
+    _wait_for(lambda: marker not in server.databases)  # dropped, or waiting for the run's end
+    server.databases.discard(names.waiting(marker))
 
 
 def test_janitor_claims_the_next_database_ahead_once_tests_take_them(monkeypatch):
@@ -623,16 +672,117 @@ def test_janitor_claims_nothing_ahead_without_a_pool(monkeypatch):
     assert janitor.error is None
 
 
-def test_janitor_drops_what_it_is_given_before_it_stops(monkeypatch):
+def _run_databases(*numbers: int) -> list[str]:
+    return [names.clone("abcd1234_gw0", n) for n in numbers]
+
+
+def test_janitor_leaves_drops_to_the_run_end_while_the_pools_size_holds_them(monkeypatch):
+    """A drop costs the server more than any other step of a test: within the pool's size
+    (ready clones and this run's databases together) it waits for the after-run process; the
+    first one here would put the server over that size, and is dropped at once."""
+    server = _FakeServer(ready=2)
+    first, second, third = _run_databases(1, 2, 3)
+    server.databases |= {first, second, third}  # 2 + 3 = 5 > 4
+    server.install(monkeypatch)
+    janitor = _janitor(size=4, numbers=itertools.count(4))
+    for name in (first, second, third):
+        janitor.drop_later(name)
+    janitor.start()
+    janitor.stop()
+    assert server.log == [
+        ("drop", first),
+        ("rename", second, names.waiting(second)),
+        ("rename", third, names.waiting(third)),
+    ]
+    assert janitor.error is None
+
+
+def test_janitor_drops_at_once_a_database_its_test_grew_by_more_than_an_eighth(monkeypatch):
+    """What a test wrote stays with its database while it waits: a big one is dropped now."""
     server = _FakeServer(ready=0)
-    server.databases |= {"devdb_t_abcd1234_gw0_1", "devdb_t_abcd1234_gw0_2"}
+    small, big = _run_databases(1, 2)
+    server.databases |= {small, big}
+    server.sizes[small] = (8 << 20) + (1 << 20)  # the template's 8 MB, and an eighth
+    server.sizes[big] = (8 << 20) + (1 << 20) + 1
+    server.sizes["devdb_tpl_x"] = 8 << 20
     server.install(monkeypatch)
     janitor = _janitor(size=4, numbers=itertools.count(3))
+    janitor.drop_later(small)
+    janitor.drop_later(big)
     janitor.start()
-    janitor.drop_later("devdb_t_abcd1234_gw0_1")
-    janitor.drop_later("devdb_t_abcd1234_gw0_2")
+    janitor.stop()
+    assert server.log == [("rename", small, names.waiting(small)), ("drop", big)]
+
+
+def test_janitor_goes_on_after_a_test_dropped_its_own_database(monkeypatch):
+    """Gone before the janitor looks at it (dropped or renamed by its test): nothing to do, and
+    no error for the next test's checkout."""
+    server = _FakeServer(ready=0)
+    gone, next_one = _run_databases(1, 2)
+    server.databases.add(next_one)
+    server.install(monkeypatch)
+    janitor = _janitor(size=4, numbers=itertools.count(3))
+    janitor.drop_later(gone)
+    janitor.drop_later(next_one)
+    janitor.start()
+    janitor.stop()
+    assert janitor.error is None
+    assert server.log == [("drop", gone), ("rename", next_one, names.waiting(next_one))]
+
+
+@pytest.mark.parametrize(("size", "leave_drops"), [(0, True), (4, False)])
+def test_janitor_drops_what_it_is_given_before_it_stops(monkeypatch, size, leave_drops):
+    """Without a pool, or where the run may not leave drops (the server did not hold the whole
+    pool for it, or no after-run process runs): every drop now."""
+    server = _FakeServer(ready=0)
+    server.databases |= set(_run_databases(1, 2))
+    server.install(monkeypatch)
+    janitor = _janitor(size=size, numbers=itertools.count(3), leave_drops=leave_drops)
+    janitor.start()
+    for name in _run_databases(1, 2):
+        janitor.drop_later(name)
     janitor.stop()
     assert server.databases == set()
+    assert janitor.error is None
+
+
+def test_janitor_drops_at_once_a_database_whose_sessions_stay(monkeypatch):
+    """A test that leaked a connection: its database is not left open until the run's end."""
+    server = _FakeServer(ready=0)
+    leaky, quiet = _run_databases(1, 2)
+    server.databases |= {leaky, quiet}
+    server.in_use.add(leaky)
+    server.install(monkeypatch)
+    janitor = _janitor(size=4, numbers=itertools.count(3))
+    janitor.drop_later(leaky)
+    janitor.drop_later(quiet)
+    janitor.start()
+    janitor.stop()
+    assert server.log == [("drop", leaky), ("rename", quiet, names.waiting(quiet))]
+
+
+def test_a_full_server_drops_what_waits_for_a_run_end_and_nothing_waits_after(monkeypatch):
+    """The reserve's CREATE finds the server full: every waiting database on it goes, another
+    run's too (another terminal's: they are garbage), and later drops are done at once."""
+    server = _FakeServer(ready=0)
+    waits, later = _run_databases(1, 2)
+    another_runs = names.waiting(names.clone("0a1b2c3e_gw0", 5))
+    server.databases |= {waits, later, another_runs}
+    server.install(monkeypatch, top_up=True)
+    _FakeLocks().install(monkeypatch)
+    monkeypatch.setattr(pool.catalog, "create", _fills_after(server, room=4))
+    janitor = _janitor(size=8, numbers=itertools.count(3))
+    janitor.drop_later(waits)  # drained before the reserve finds the server full
+    janitor.start()
+    try:
+        _wait_for(lambda: names.waiting(waits) not in server.databases)
+        assert server.log[0] == ("rename", waits, names.waiting(waits))  # it waited, first
+        assert another_runs not in server.databases
+        janitor.drop_later(later)
+        _wait_for(lambda: ("drop", later) in server.log)
+    finally:
+        janitor.stop()
+    assert not [n for n in server.databases if n.startswith(names.WAITING)]
     assert janitor.error is None
 
 
@@ -641,6 +791,10 @@ class _FakeJanitor:
         self.ahead = ahead
         self.error = None
         self.stopped = False
+        self.waits = True
+
+    def stop_waiting(self) -> None:
+        self.waits = False
 
     def take_ahead(self) -> str | None:
         return self.ahead.pop(0) if self.ahead else None
@@ -695,7 +849,9 @@ def test_close_gives_the_untaken_database_back_to_a_pool_below_its_size(monkeypa
     assert calls[0][:2] == ("rename", "devdb_t_abcd1234_gw0_9")
     assert calls[0][2].startswith(names.pool_prefix(_KEY))
     # Not started here: the plugin starts it once the whole run is over.
-    assert provider.top_up == refill.Order(provider.server, _KEY, "devdb_tpl_x", 4, True)
+    assert provider.top_up == refill.Order(
+        provider.server, _KEY, "devdb_tpl_x", 4, True, "abcd1234"
+    )
 
 
 def test_close_drops_the_untaken_database_when_the_pool_is_full(monkeypatch):
@@ -706,6 +862,52 @@ def test_close_drops_the_untaken_database_when_the_pool_is_full(monkeypatch):
     assert [call for call in calls if call[0] == "rename"] == []
     assert ("drop", untaken) in calls
     assert provider.top_up is None  # the pool is at its size
+
+
+def test_close_leaves_the_databases_waiting_for_the_run_end_to_its_top_up(monkeypatch):
+    """With the pool at its size, the after-run process is still ordered: to drop them."""
+    used = "devdb_t_abcd1234_gw0_2"
+    waiting = names.waiting("devdb_t_abcd1234_gw0_1")
+    provider, calls = _provider(monkeypatch, ahead=[], ready=4, own=(waiting, used))
+    assert provider.close() is None
+    dropped = [call[1] for call in calls if call[0] == "drop"]
+    assert dropped == [used, names.session("abcd1234_gw0")]
+    assert provider.top_up == refill.Order(
+        provider.server, _KEY, "devdb_tpl_x", 4, True, "abcd1234"
+    )
+
+
+def _full_once(calls: list) -> Callable:
+    """A CREATE DATABASE that finds the server full the first time only."""
+    room = iter([False, True])
+
+    def create(conn, name, template, file_copy):
+        if not next(room):
+            raise catalog.TestServerFull("the test server has no room for another database")
+        calls.append(("create", name))
+
+    return create
+
+
+def test_a_tests_own_clone_on_a_full_server_takes_back_the_room_of_what_waits(monkeypatch):
+    """Any run's waiting databases (another worker's, another terminal's) give their room."""
+    provider, calls = _provider(monkeypatch, ahead=[])
+    monkeypatch.setattr(pool, "claim", lambda conn, key, name: False)  # the pool is dry
+    monkeypatch.setattr(catalog, "create", _full_once(calls))
+    monkeypatch.setattr(pool, "drop_waiting", lambda conn: calls.append(("drop waiting",)) or 2)
+    assert provider.checkout().name == "devdb_t_abcd1234_gw0_1"
+    assert calls == [("drop waiting",), ("create", "devdb_t_abcd1234_gw0_1")]
+    assert provider._janitor.waits is False  # and this process leaves no more
+
+
+def test_a_tests_own_clone_on_a_full_server_with_nothing_waiting_says_so(monkeypatch):
+    provider, calls = _provider(monkeypatch, ahead=[])
+    monkeypatch.setattr(pool, "claim", lambda conn, key, name: False)
+    monkeypatch.setattr(catalog, "create", _full_once(calls))
+    monkeypatch.setattr(pool, "drop_waiting", lambda conn: 0)
+    with pytest.raises(catalog.TestServerFull):
+        provider.checkout()
+    assert calls == []
 
 
 def test_a_test_that_waits_for_a_server_that_stopped_answering_gets_a_line_in_time(monkeypatch):
@@ -786,8 +988,9 @@ def test_the_run_end_does_not_wait_for_a_server_that_stopped_answering(monkeypat
     provider, _ = _provider(monkeypatch, ahead=[])
     if stuck == "janitor":
         provider._janitor = pool.Janitor(
-            _SilentConnection, _KEY, "devdb_tpl_x", 4, True, next_name=lambda: "devdb_t_x_1"
-        )
+            _SilentConnection, _KEY, "devdb_tpl_x", 4, True,
+            next_name=lambda: "devdb_t_x_1", run_id="abcd1234", leave_drops=True,
+        )  # fmt: skip
         provider._janitor.start()
     else:
         silent = _SilentConnection()
@@ -899,6 +1102,113 @@ def test_sweep_spares_a_process_that_starts_while_it_looks(monkeypatch):
     monkeypatch.setattr(catalog, "drop", lambda conn, name: state["databases"].discard(name))
     assert sweep("admin") == [gone]
     assert state["databases"] == {late}
+
+
+class _RunOnServer:
+    """The databases and heartbeats a sweep or an after-run process reads (no SQL)."""
+
+    def __init__(self, databases: set[str], alive: set[str]) -> None:
+        self.databases = databases
+        self.alive = {names.heartbeat_name(owner) for owner in alive}
+        self.dropped: list[str] = []
+
+    def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        def databases(conn, prefix):
+            return sorted(n for n in self.databases if n.startswith(prefix))
+
+        def live_connections(conn, prefix):
+            return {n for n in self.alive if n.startswith(prefix)}
+
+        def drop(conn, name):
+            self.databases.discard(name)
+            self.dropped.append(name)
+
+        monkeypatch.setattr(catalog, "databases", databases)
+        monkeypatch.setattr(catalog, "live_connections", live_connections)
+        monkeypatch.setattr(catalog, "drop", drop)
+
+
+def test_a_run_counts_every_database_it_took_from_the_pool():
+    owner = names.owner_tag("0a1b2c3d", "gw3")
+    test_db = names.clone(owner, 9)
+    taken = [test_db, names.session(owner), names.kept(test_db)]
+    assert [n for n in taken if n.startswith(names.of_run("0a1b2c3d"))] == taken
+    assert not names.waiting(test_db).startswith(names.of_run("0a1b2c3d"))  # counted as waiting
+    assert names.waiting(test_db).startswith(names.waiting_prefix("0a1b2c3d"))
+    assert names.owner_of(names.waiting(test_db)) == owner  # a later run's sweep drops it
+    assert not names.clone(names.owner_tag("0a1b2c3e", "gw3"), 9).startswith(
+        names.of_run("0a1b2c3d")
+    )
+
+
+def test_the_after_run_drops_are_the_runs_not_the_key_top_ups(monkeypatch):
+    """A schema change ends the old key's top-ups (their connections): not these drops."""
+    seen: list[tuple[str, list[str]]] = []
+
+    class Recorded:
+        def __init__(self, application_name: str) -> None:
+            self.application_name = application_name
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return None
+
+        def execute(self, query, params=None):
+            return SimpleNamespace(fetchone=lambda: (0,))
+
+    monkeypatch.setattr(
+        Server, "connect", lambda self, application_name: Recorded(application_name)
+    )
+    monkeypatch.setattr(
+        catalog, "drop_all", lambda conn, names_: seen.append((conn.application_name, names_))
+    )
+    monkeypatch.setattr(catalog, "lock_shared", lambda *a: None)
+    monkeypatch.setattr(catalog, "exists", lambda conn, name: False)
+    waiting = [names.waiting(names.clone("abcd1234_gw0", 1))]
+    order = refill.Order(_order().server, _KEY, "devdb_tpl_x", 8, True, "abcd1234")
+    refill._settle(order, deadline=time.monotonic() + 60, drops=waiting)
+    assert seen == [(names.heartbeat_name("abcd1234"), waiting)]
+
+
+def test_a_runs_databases_are_its_after_run_process_once_its_own_processes_are_gone():
+    owner = names.owner_tag("0a1b2c3d", "gw1")
+    assert names.alive(owner, {names.heartbeat_name(owner)})
+    assert names.alive(owner, {names.heartbeat_name("0a1b2c3d")})  # its after-run process
+    assert not names.alive(owner, {names.heartbeat_name("0a1b2c3e")})
+    assert not names.alive(owner, {names.heartbeat_name(names.owner_tag("0a1b2c3d", "gw2"))})
+
+
+def test_sweep_spares_what_a_run_left_to_its_after_run_process(monkeypatch):
+    left = names.clone("0a1b2c3d_gw0", 7)
+    killed = names.clone("deadbeef_gw0", 1)
+    server = _RunOnServer({left, killed}, alive={"0a1b2c3d"})  # the run's heartbeat
+    server.install(monkeypatch)
+    assert sweep("admin") == [killed]
+
+
+def test_the_after_run_process_waits_for_the_runs_processes_then_takes_what_waits(monkeypatch):
+    """It starts once the run's end is over, but a worker's server process may still be exiting
+    (it has closed its heartbeat just before): it waits for them, at most RUN_GONE_SECONDS.
+    It takes the run's waiting databases only: not a test's database, not another run's."""
+    clock = itertools.count(0.0, 0.5)
+    monkeypatch.setattr(refill.time, "monotonic", lambda: next(clock))
+    gw0, gw1 = names.owner_tag("0a1b2c3d", "gw0"), names.owner_tag("0a1b2c3d", "gw1")
+    waiting = [names.waiting(names.clone(gw0, 1)), names.waiting(names.clone(gw1, 1))]
+    in_use = names.clone(gw1, 2)
+    other_run = names.waiting(names.clone("0a1b2c3e_gw0", 1))
+    server = _RunOnServer({*waiting, in_use, other_run}, alive={gw0, gw1})
+    server.install(monkeypatch)
+    sleeps: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+        server.alive.discard(names.heartbeat_name(gw0))  # gw0's exit ends; gw1 hangs on
+
+    monkeypatch.setattr(refill.time, "sleep", sleep)
+    assert refill._left_by_the_run("conn", "0a1b2c3d", deadline=1000.0) == sorted(waiting)
+    assert 0 < len(sleeps) <= refill.RUN_GONE_SECONDS / 0.5
 
 
 _OLD, _NEW = "a" * names.KEY_LENGTH, "b" * names.KEY_LENGTH  # an old key and the current one
