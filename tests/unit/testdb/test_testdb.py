@@ -676,6 +676,18 @@ def _run_databases(*numbers: int) -> list[str]:
     return [names.clone("abcd1234_gw0", n) for n in numbers]
 
 
+def _drained(monkeypatch: pytest.MonkeyPatch, server: _FakeServer, *given: str) -> pool.Janitor:
+    """A janitor (pool 4) given `given` to drop, run until it has dealt with them all."""
+    server.install(monkeypatch)
+    janitor = _janitor(size=4, numbers=itertools.count(len(given) + 1))
+    for name in given:
+        janitor.drop_later(name)
+    janitor.start()
+    janitor.stop()
+    assert janitor.error is None
+    return janitor
+
+
 def test_janitor_leaves_drops_to_the_run_end_while_the_pools_size_holds_them(monkeypatch):
     """A drop costs the server more than any other step of a test: within the pool's size
     (ready clones and this run's databases together) it waits for the after-run process; the
@@ -683,18 +695,12 @@ def test_janitor_leaves_drops_to_the_run_end_while_the_pools_size_holds_them(mon
     server = _FakeServer(ready=2)
     first, second, third = _run_databases(1, 2, 3)
     server.databases |= {first, second, third}  # 2 + 3 = 5 > 4
-    server.install(monkeypatch)
-    janitor = _janitor(size=4, numbers=itertools.count(4))
-    for name in (first, second, third):
-        janitor.drop_later(name)
-    janitor.start()
-    janitor.stop()
+    _drained(monkeypatch, server, first, second, third)
     assert server.log == [
         ("drop", first),
         ("rename", second, names.waiting(second)),
         ("rename", third, names.waiting(third)),
     ]
-    assert janitor.error is None
 
 
 def test_janitor_drops_at_once_a_database_its_test_grew_by_more_than_an_eighth(monkeypatch):
@@ -705,12 +711,7 @@ def test_janitor_drops_at_once_a_database_its_test_grew_by_more_than_an_eighth(m
     server.sizes[small] = (8 << 20) + (1 << 20)  # the template's 8 MB, and an eighth
     server.sizes[big] = (8 << 20) + (1 << 20) + 1
     server.sizes["devdb_tpl_x"] = 8 << 20
-    server.install(monkeypatch)
-    janitor = _janitor(size=4, numbers=itertools.count(3))
-    janitor.drop_later(small)
-    janitor.drop_later(big)
-    janitor.start()
-    janitor.stop()
+    _drained(monkeypatch, server, small, big)
     assert server.log == [("rename", small, names.waiting(small)), ("drop", big)]
 
 
@@ -720,13 +721,7 @@ def test_janitor_goes_on_after_a_test_dropped_its_own_database(monkeypatch):
     server = _FakeServer(ready=0)
     gone, next_one = _run_databases(1, 2)
     server.databases.add(next_one)
-    server.install(monkeypatch)
-    janitor = _janitor(size=4, numbers=itertools.count(3))
-    janitor.drop_later(gone)
-    janitor.drop_later(next_one)
-    janitor.start()
-    janitor.stop()
-    assert janitor.error is None
+    _drained(monkeypatch, server, gone, next_one)
     assert server.log == [("drop", gone), ("rename", next_one, names.waiting(next_one))]
 
 
@@ -752,12 +747,7 @@ def test_janitor_drops_at_once_a_database_whose_sessions_stay(monkeypatch):
     leaky, quiet = _run_databases(1, 2)
     server.databases |= {leaky, quiet}
     server.in_use.add(leaky)
-    server.install(monkeypatch)
-    janitor = _janitor(size=4, numbers=itertools.count(3))
-    janitor.drop_later(leaky)
-    janitor.drop_later(quiet)
-    janitor.start()
-    janitor.stop()
+    _drained(monkeypatch, server, leaky, quiet)
     assert server.log == [("drop", leaky), ("rename", quiet, names.waiting(quiet))]
 
 
