@@ -703,6 +703,16 @@ def test_janitor_leaves_drops_to_the_run_end_while_the_pools_size_holds_them(mon
     ]
 
 
+def test_janitor_counts_another_runs_waiting_databases_against_the_pools_size(monkeypatch):
+    """Two terminals share the budget: the server holds no more than between runs."""
+    server = _FakeServer(ready=2)
+    first, second = _run_databases(1, 2)
+    another_runs = names.waiting(names.clone("0a1b2c3e_gw0", 5))
+    server.databases |= {first, second, another_runs}  # 2 + 1 + 2 = 5 > 4
+    _drained(monkeypatch, server, first, second)
+    assert server.log == [("drop", first), ("rename", second, names.waiting(second))]
+
+
 def test_janitor_drops_at_once_a_database_its_test_grew_by_more_than_an_eighth(monkeypatch):
     """What a test wrote stays with its database while it waits: a big one is dropped now."""
     server = _FakeServer(ready=0)
