@@ -234,7 +234,8 @@ def _failed(item: pytest.Item) -> bool:
 
 @pytest.fixture
 def devdb_database(request: pytest.FixtureRequest) -> Iterator[Any]:
-    """A database cloned from the migrated template, this test's alone; dropped after it."""
+    """A database cloned from the migrated template, this test's alone; dropped after it, its
+    sessions ended (or, within the pool's size, left to the after-run drop: pool.py)."""
     provider = _provider(request)
     got: list[Any] = []
     failure = _attempt(lambda: got.append(provider.checkout()))
