@@ -204,7 +204,7 @@ class Janitor:
         self._full = False  # the server had no room for a clone: the reserve waits for a drop
         # Whether a drop may wait for the run's end (see the module's notes): only where the
         # server held the whole pool for this run, and not once it was found full (by this
-        # thread, or by the tests' thread: stop_waiting).
+        # thread, or by the tests' thread: give_room_back).
         self._may_wait = leave_drops
         self._largest_to_wait = 0  # bytes: set from the template's size when the thread starts
         self._thread = threading.Thread(target=self._run, name="devdb-janitor", daemon=True)
@@ -228,9 +228,11 @@ class Janitor:
         except queue.Empty:
             return None
 
-    def stop_waiting(self) -> None:
-        """The server is full: from now on every drop is done at once."""
+    def give_room_back(self, conn: Connection) -> bool:
+        """The server is full: every waiting database on it is dropped, and from now on this
+        process drops at once; whether there were any."""
         self._may_wait = False
+        return drop_waiting(conn) > 0
 
     def drop_later(self, name: str) -> None:
         self._drops.put(name)
@@ -277,8 +279,7 @@ class Janitor:
             # empty clones its own (the one place a full server stops the run, with its line).
             # What waits for an after-run drop gives its room back now, and nothing more waits.
             self._full = True
-            self.stop_waiting()
-            drop_waiting(conn)
+            self.give_room_back(conn)
 
     def _claim_ahead(self, conn: Connection) -> None:
         if not self._claiming or self._reserve == 0 or not self._ahead.empty():

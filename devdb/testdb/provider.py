@@ -120,8 +120,7 @@ class Provider:
         try:
             catalog.create(self._admin, name, self.template, self._file_copy)
         except catalog.TestServerFull:
-            self._janitor.stop_waiting()
-            if not pool.drop_waiting(self._admin):
+            if not self._janitor.give_room_back(self._admin):
                 raise
             catalog.create(self._admin, name, self.template, self._file_copy)
 

@@ -127,12 +127,20 @@ def run(order: Order) -> None:
 def _taken_over(order: Order, deadline: float) -> Iterator[list[str]]:
     """The run's databases left to this process, which holds them as the run's own (under its
     heartbeat: no other run's sweep drops them meanwhile) until the block ends."""
-    from devdb.testdb import names, pool
+    from devdb.testdb import names
 
-    heartbeat = names.heartbeat_name(order.run_id)
-    with order.server.connect(application_name=heartbeat) as conn:
-        conn.execute(f"SET statement_timeout = {pool.STATEMENT_TIMEOUT_MS}")
+    with _bounded(order.server, names.heartbeat_name(order.run_id)) as conn:
         yield _left_by_the_run(conn, order.run_id, deadline)
+
+
+@contextmanager
+def _bounded(server: Server, application_name: str) -> Iterator:
+    """A connection of this process's, every statement on it under the pool's timeout."""
+    from devdb.testdb import pool
+
+    with server.connect(application_name=application_name) as conn:
+        conn.execute(f"SET statement_timeout = {pool.STATEMENT_TIMEOUT_MS}")
+        yield conn
 
 
 def _left_by_the_run(conn, run_id: str, deadline: float) -> list[str]:
@@ -153,11 +161,9 @@ def _settle(order: Order, deadline: float, drops: list[str]) -> int:
 
     # The drops first (they free the room the clones are made in), as the run's: a schema
     # change that ends this key's top-ups (template.drop_stale) does not end them.
-    with order.server.connect(application_name=names.heartbeat_name(order.run_id)) as conn:
-        conn.execute(f"SET statement_timeout = {pool.STATEMENT_TIMEOUT_MS}")
+    with _bounded(order.server, names.heartbeat_name(order.run_id)) as conn:
         catalog.drop_all(conn, drops)
-    with order.server.connect(application_name=names.refiller(order.key)) as conn:
-        conn.execute(f"SET statement_timeout = {pool.STATEMENT_TIMEOUT_MS}")
+    with _bounded(order.server, names.refiller(order.key)) as conn:
         catalog.lock_shared(conn, catalog.LOCK_USE, lock_id(order.key))
         if not catalog.exists(conn, order.template):
             return 0  # a newer key replaced it meanwhile

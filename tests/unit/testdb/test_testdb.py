@@ -791,10 +791,9 @@ class _FakeJanitor:
         self.ahead = ahead
         self.error = None
         self.stopped = False
-        self.waits = True
+        self._may_wait = True
 
-    def stop_waiting(self) -> None:
-        self.waits = False
+    give_room_back = pool.Janitor.give_room_back  # the real rule, on this fake's state
 
     def take_ahead(self) -> str | None:
         return self.ahead.pop(0) if self.ahead else None
@@ -897,7 +896,7 @@ def test_a_tests_own_clone_on_a_full_server_takes_back_the_room_of_what_waits(mo
     monkeypatch.setattr(pool, "drop_waiting", lambda conn: calls.append(("drop waiting",)) or 2)
     assert provider.checkout().name == "devdb_t_abcd1234_gw0_1"
     assert calls == [("drop waiting",), ("create", "devdb_t_abcd1234_gw0_1")]
-    assert provider._janitor.waits is False  # and this process leaves no more
+    assert provider._janitor._may_wait is False  # and this process leaves no more
 
 
 def test_a_tests_own_clone_on_a_full_server_with_nothing_waiting_says_so(monkeypatch):
